@@ -1,0 +1,22 @@
+//! What every Surge process agrees on: the wire format of events, the broker topology, the job
+//! lifecycle, the database schema and the process conventions (settings, telemetry, shutdown).
+//!
+//! The gateway and the function runtime both depend on this crate and on nothing of each other,
+//! so a contract lives in exactly one place.
+
+/// CloudEvents ⇄ AMQP 0-9-1 messages (the RabbitMQ protocol binding).
+pub mod binding;
+/// Connecting to RabbitMQ with timeouts, and the backoff used to reconnect.
+pub mod broker;
+/// Job ids, states, event types and the extensions Surge puts on events.
+pub mod job;
+/// Database migrations and the schema check every process runs at start.
+pub mod schema;
+/// Settings shared by every binary: database, broker, job limits; and how they are loaded.
+pub mod settings;
+/// SIGTERM / Ctrl-C into a cancellation token.
+pub mod shutdown;
+/// Tracing, OpenTelemetry and W3C trace-context propagation through events.
+pub mod telemetry;
+/// Exchange and queue names, and their idempotent declaration.
+pub mod topology;

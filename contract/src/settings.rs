@@ -1,0 +1,171 @@
+//! Settings every Surge binary shares, and the one way they are loaded: defaults, then an
+//! optional TOML file (`--config` / `SURGE_CONFIG`), then `SURGE_`-prefixed environment
+//! variables with `__` between levels (`SURGE_DATABASE__URL`). Loaded once in `main` and passed
+//! down; nothing else reads the environment.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// Loads `T` from its defaults, the optional file and the environment.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, Box<figment::Error>> {
+    let mut figment = Figment::new();
+    if let Some(file) = file {
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    figment
+        .merge(Env::prefixed("SURGE_").split("__"))
+        .extract()
+        .map_err(Box::new)
+}
+
+/// Postgres.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/database`; a secret, since it may hold a password.
+    pub url: SecretString,
+    /// Upper bound of this process's pool: the process's share of `max_connections`.
+    pub max_connections: u32,
+    /// How long a query waits for a free pooled connection before failing.
+    pub acquire_timeout_ms: u64,
+    /// Server-side limit on any single statement.
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/surge"),
+            max_connections: 10,
+            acquire_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("database.url is not a valid Postgres URL: {0}")]
+    BadUrl(#[source] sqlx::Error),
+    #[error("cannot connect to Postgres at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, DatabaseError> {
+        let options: PgConnectOptions = self
+            .url
+            .expose_secret()
+            .parse()
+            .map_err(DatabaseError::BadUrl)?;
+        let timeout = format!("{}ms", self.statement_timeout_ms);
+        Ok(options.options([("statement_timeout", timeout.as_str()), ("TimeZone", "UTC")]))
+    }
+
+    /// Opens the pool and checks that one connection works. The pool reconnects by itself later
+    /// when the database drops, so callers only need to retry failed statements.
+    pub async fn connect(&self) -> Result<PgPool, DatabaseError> {
+        let options = self.connect_options()?;
+        let target = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(Duration::from_millis(self.acquire_timeout_ms))
+            .connect_with(options)
+            .await
+            .map_err(|source| DatabaseError::Connect { target, source })
+    }
+}
+
+/// RabbitMQ.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// `amqp://user:password@host:port/vhost`; a secret.
+    pub url: SecretString,
+    /// Put before every exchange and queue name, so environments and tests share a broker.
+    pub prefix: String,
+    pub connect_timeout_ms: u64,
+    /// How long a publish waits for the broker's confirm.
+    pub publish_timeout_ms: u64,
+    /// Reconnection backoff: first delay and ceiling.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            prefix: String::new(),
+            connect_timeout_ms: 5_000,
+            publish_timeout_ms: 5_000,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 5_000,
+        }
+    }
+}
+
+impl BrokerSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}
+
+/// Job rules every process must agree on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Runs of one job before it is marked `dead`. Also sets the queues' delivery limit, so it
+    /// must be the same for the gateway and every function.
+    pub max_attempts: u32,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self { max_attempts: 5 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_timeout_and_utc_are_set_on_every_connection() {
+        let options = DatabaseSettings::default().connect_options().unwrap();
+        let debug = format!("{options:?}");
+        assert!(debug.contains("statement_timeout"), "{debug}");
+        assert!(debug.contains("UTC"), "{debug}");
+    }
+
+    #[test]
+    fn a_bad_url_names_the_setting() {
+        let settings = DatabaseSettings {
+            url: SecretString::from("postgres://host:notaport/db"),
+            ..Default::default()
+        };
+        let err = settings.connect_options().unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+    }
+}

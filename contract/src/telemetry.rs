@@ -1,0 +1,125 @@
+//! Logging and tracing for every Surge process, and W3C trace context carried in events.
+//!
+//! Spans always get real trace and span ids (an SDK tracer provider is installed even when
+//! nothing is exported), so `traceparent` travels gateway → queue → function → reply and a job
+//! is one trace. Spans are exported over OTLP/gRPC only when an endpoint is configured.
+
+use std::collections::HashMap;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::Deserialize;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// How a process logs and traces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `text` (readable, for development) or `json` (one object per line, for production).
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,surge_runtime=debug`.
+    pub log_filter: String,
+    /// OTLP/gRPC endpoint (`http://collector:4317`); spans are exported only when set.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Keeps the tracer provider alive; flush it with [`Telemetry::shutdown`] before exit.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Installs the global subscriber for `service`. Call once, inside the tokio runtime.
+    pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<Self> {
+        let mut builder = SdkTracerProvider::builder().with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        );
+        if let Some(endpoint) = &settings.otlp_endpoint {
+            use opentelemetry_otlp::WithExportConfig as _;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()?;
+            builder = builder.with_batch_exporter(exporter);
+        }
+        let provider = builder.build();
+        let tracer = provider.tracer(service);
+        let filter = EnvFilter::try_new(&settings.log_filter)
+            .map_err(|e| anyhow::anyhow!("telemetry.log_filter is invalid: {e}"))?;
+        let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+        let registry = tracing_subscriber::registry().with(filter).with(otel);
+        match settings.log_format {
+            LogFormat::Json => registry
+                .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+                .try_init()?,
+            LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init()?,
+        }
+        Ok(Self { provider })
+    }
+
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "flushing spans at exit failed");
+        }
+    }
+}
+
+/// The W3C trace context of `span`, as `traceparent` (and `tracestate` when set).
+pub fn trace_context(span: &tracing::Span) -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier
+}
+
+/// Makes `span` a child of the trace context in `carrier` (`traceparent`, `tracestate`).
+/// An absent or malformed context leaves the span a root.
+pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
+    let parent = TraceContextPropagator::new().extract(carrier);
+    let _ = span.set_parent(parent);
+}
+
+/// The trace id in a `traceparent` value (`00-<trace id>-<span id>-<flags>`).
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    (trace_id.len() == 32).then_some(trace_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_are_read_from_traceparent() {
+        assert_eq!(
+            trace_id_of("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
+        assert_eq!(trace_id_of("garbage"), None);
+    }
+}

@@ -102,3 +102,13 @@ CREATE UNIQUE INDEX job_owner_idempotency_key ON job (owner_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX job_owner_id_idx ON job (owner_id, id DESC);
 CREATE INDEX job_function_state_idx ON job (function, state, id);
+
+-- The `sleep` function's effect: one row per run it completes, written in the job's own
+-- transaction. No unique constraint on purpose: the tests count rows to prove exactly-once.
+CREATE TABLE sleep_run (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id      uuid        NOT NULL,
+    slept_ms    bigint      NOT NULL,
+    ran_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX sleep_run_job_id_idx ON sleep_run (job_id);

@@ -45,6 +45,8 @@ pub enum PublishError {
     Nacked,
     #[error("no queue is bound for routing key {0:?}: the message was returned")]
     Unroutable(String),
+    #[error("the event cannot be encoded: {0}")]
+    Encode(String),
 }
 
 /// Publishes persistently and waits for the broker's confirm (the channel must be in confirm

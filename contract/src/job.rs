@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The id of a job: a UUIDv7, so ids sort by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+)]
 #[serde(transparent)]
+#[sqlx(transparent)]
 pub struct JobId(pub Uuid);
 
 impl JobId {
@@ -174,6 +177,8 @@ pub mod ext {
     pub const ENTITY: &str = "surgeentity";
     /// On completions: the job's final state (`succeeded`, `failed`, `dead`).
     pub const STATE: &str = "surgestate";
+    /// On completions: how many attempts the job took.
+    pub const ATTEMPTS: &str = "surgeattempts";
 }
 
 /// The routing key of a completion on `surge.events`: `<tenant>.<entity>.<function>.<outcome>`.

@@ -12,6 +12,8 @@ pub mod broker;
 pub mod job;
 /// Database migrations and the schema check every process runs at start.
 pub mod schema;
+/// Problem details (RFC 9457) and their stable types.
+pub mod problem;
 /// Settings shared by every binary: database, broker, job limits; and how they are loaded.
 pub mod settings;
 /// SIGTERM / Ctrl-C into a cancellation token.

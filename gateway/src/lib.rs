@@ -1,1 +1,22 @@
+//! Surge's HTTP edge. It authenticates callers, records each call as a job, publishes it as a
+//! CloudEvent, and answers the waiting caller when the function's completion comes back
+//! through this replica's reply queue.
 
+/// Who is calling: the `Caller` extractor.
+pub mod auth;
+/// The broker link: publishing jobs, the reply queue, waiting callers.
+pub mod bus;
+/// The `surge` command line.
+pub mod cli;
+/// Gateway settings.
+pub mod config;
+/// `ApiError`: every outcome a client can see, rendered as problem+json.
+pub mod error;
+/// HTTP routes, one module per resource.
+pub mod routes;
+/// Building and running the application.
+pub mod startup;
+/// The state handlers share.
+pub mod state;
+/// SQL, one module per table, every query scoped to its owner.
+pub mod store;

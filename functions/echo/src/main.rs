@@ -1,1 +1,4 @@
-fn main(){}
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    surge_runtime::run(surge_fn_echo::Echo).await
+}

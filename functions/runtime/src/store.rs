@@ -1,0 +1,163 @@
+//! The job lifecycle as the runtime records it. Exactly-once rests on two statements:
+//! the claim (an upsert keyed by the event's `source` + `id`, committed on its own so
+//! `running` and the attempt count survive a crash) and the finish (`WHERE state = 'running'`,
+//! in the handler's transaction, so of two racing deliveries only one can commit a result).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use surge_contract::job::{JobId, JobState};
+use uuid::Uuid;
+
+/// A delivery's job as the claim found or created it.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub state: JobState,
+    pub attempts: i32,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub owner_id: Option<Uuid>,
+    pub tenant: Option<String>,
+}
+
+/// What the claim needs to know of a delivery.
+pub struct Delivered<'a> {
+    pub function: &'a str,
+    pub event_source: &'a str,
+    pub event_id: &'a str,
+    pub input: &'a Value,
+    pub trace_parent: Option<&'a str>,
+}
+
+/// Marks the job `running` and counts the attempt; creates the job on first sight when a
+/// trusted producer published the event straight to the broker. A finished job is returned
+/// untouched, so its stored answer can be republished.
+pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::Error> {
+    let new_id = JobId::new();
+    let row = sqlx::query!(
+        r#"
+        INSERT INTO job (id, function, state, attempts, event_source, event_id, input,
+                         trace_parent, started_at)
+        VALUES ($1, $2, 'running', 1, $3, $4, $5, $6, now())
+        ON CONFLICT (event_source, event_id) DO UPDATE SET
+            state      = CASE WHEN job.state IN ('queued', 'running')
+                              THEN 'running'::job_state ELSE job.state END,
+            attempts   = CASE WHEN job.state IN ('queued', 'running')
+                              THEN job.attempts + 1 ELSE job.attempts END,
+            started_at = CASE WHEN job.state IN ('queued', 'running')
+                              THEN now() ELSE job.started_at END,
+            updated_at = now()
+        RETURNING id, state AS "state: JobState", attempts, result, error, finished_at, owner_id,
+                  (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
+        "#,
+        new_id.0,
+        d.function,
+        d.event_source,
+        d.event_id,
+        d.input,
+        d.trace_parent,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(JobRecord {
+        id: JobId(row.id),
+        state: row.state,
+        attempts: row.attempts,
+        result: row.result,
+        error: row.error,
+        finished_at: row.finished_at,
+        owner_id: row.owner_id,
+        tenant: row.tenant,
+    })
+}
+
+/// The time a job finished, when this call is the one that finished it.
+pub type Finished = Option<DateTime<Utc>>;
+
+/// Records the handler's result in its own transaction. `None`: the job was no longer
+/// running (another delivery finished it first), and the caller must roll back.
+pub async fn succeed(
+    tx: &mut PgConnection,
+    id: JobId,
+    result: &Value,
+) -> Result<Finished, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        UPDATE job SET state = 'succeeded', result = $2, finished_at = now(), updated_at = now()
+        WHERE id = $1 AND state = 'running'
+        RETURNING finished_at AS "finished_at!"
+        "#,
+        id.0,
+        result,
+    )
+    .fetch_optional(tx)
+    .await
+}
+
+/// Ends a running job as `failed` or `dead` with its problem, keeping it among the attempts'
+/// errors. `None`: the job was no longer running.
+pub async fn finish_with_error(
+    pool: &PgPool,
+    id: JobId,
+    state: JobState,
+    problem: &Value,
+) -> Result<Finished, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        UPDATE job SET state = $2, error = $3, attempt_errors = attempt_errors || jsonb_build_array($3::jsonb),
+                       finished_at = now(), updated_at = now()
+        WHERE id = $1 AND state = 'running'
+        RETURNING finished_at AS "finished_at!"
+        "#,
+        id.0,
+        state as JobState,
+        problem,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Keeps a retryable failure's problem; the job stays `running` until its next attempt.
+pub async fn record_attempt_error(
+    pool: &PgPool,
+    id: JobId,
+    problem: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        UPDATE job SET attempt_errors = attempt_errors || jsonb_build_array($2::jsonb), updated_at = now()
+        WHERE id = $1 AND state = 'running'
+        "#,
+        id.0,
+        problem,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Reads a job back, after another delivery won the race to finish it.
+pub async fn load(pool: &PgPool, id: JobId) -> Result<JobRecord, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"
+        SELECT id, state AS "state: JobState", attempts, result, error, finished_at, owner_id,
+               (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
+        FROM job WHERE id = $1
+        "#,
+        id.0,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(JobRecord {
+        id: JobId(row.id),
+        state: row.state,
+        attempts: row.attempts,
+        result: row.result,
+        error: row.error,
+        finished_at: row.finished_at,
+        owner_id: row.owner_id,
+        tenant: row.tenant,
+    })
+}

@@ -1,0 +1,356 @@
+//! One delivery, from decode to ack. The order is the contract: record the result, publish the
+//! completion with a confirm, and only then ack. A crash anywhere before the ack redelivers the
+//! message, and the job's record then answers it without running the handler again.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudevents::{AttributesReader, Event};
+use futures_util::FutureExt;
+use lapin::Channel;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::{AMQPValue, LongString};
+use serde_json::Value;
+use sqlx::PgPool;
+use surge_contract::binding::{self, AmqpMessage};
+use surge_contract::broker::{Backoff, publish_confirmed};
+use surge_contract::job::{FunctionName, JobState};
+use surge_contract::problem::{Problem, types};
+use surge_contract::telemetry::set_parent;
+use surge_contract::topology::Topology;
+use tracing::Instrument;
+
+use crate::completion::{self, ReplyTo};
+use crate::handler::{Function, HandlerError, JobContext};
+use crate::settings::RuntimeSettings;
+use crate::store::{self, Delivered, JobRecord};
+
+/// Header that keeps the reason on a message this runtime dead-lettered.
+pub const DEAD_REASON_HEADER: &str = "x-surge-dead-reason";
+
+/// Everything a delivery needs, shared by all in-flight jobs of the process.
+pub struct Worker<F: Function> {
+    pub function: F,
+    pub name: FunctionName,
+    pub pool: PgPool,
+    pub topology: Topology,
+    pub settings: RuntimeSettings,
+}
+
+/// How a handler's run ended.
+enum RunOutcome {
+    /// The job is finished (by this run or an earlier delivery): publish its record.
+    Finished(JobRecord),
+    /// Another attempt is due: hand the message back.
+    Retry,
+}
+
+impl<F: Function> Worker<F> {
+    /// Processes one delivery on `channel` (the publishing channel of the same connection).
+    pub async fn process(self: Arc<Self>, channel: Channel, delivery: Delivery) {
+        let event = match binding::decode(&delivery.properties, &delivery.data) {
+            Ok(event) => event,
+            Err(e) => return self.dead_letter(&channel, delivery, e.to_string()).await,
+        };
+        let input = match binding::json_data(&event) {
+            Ok(input) => input,
+            Err(e) => return self.dead_letter(&channel, delivery, e.to_string()).await,
+        };
+        let span = tracing::info_span!(
+            "job",
+            otel.name = %format!("process {}", self.name),
+            function = %self.name,
+            job_id = tracing::field::Empty,
+            event_id = %event.id(),
+        );
+        set_parent(&span, &trace_carrier(&event));
+        self.run(channel, delivery, event, input)
+            .instrument(span)
+            .await;
+    }
+
+    async fn run(&self, channel: Channel, delivery: Delivery, event: Event, input: Value) {
+        let source = event.source().to_string();
+        let traceparent = event
+            .extension(surge_contract::job::ext::TRACEPARENT)
+            .map(|v| v.to_string());
+        let delivered = Delivered {
+            function: self.name.as_str(),
+            event_source: &source,
+            event_id: event.id(),
+            input: &input,
+            trace_parent: traceparent.as_deref(),
+        };
+        let job = match self.db(|| store::claim(&self.pool, &delivered)).await {
+            Ok(job) => job,
+            Err(e) => {
+                let reason = format!("the job cannot be recorded: {e}");
+                return self.dead_letter(&channel, delivery, reason).await;
+            }
+        };
+        tracing::Span::current().record("job_id", tracing::field::display(job.id));
+        let reply_to = delivery
+            .properties
+            .reply_to()
+            .as_ref()
+            .map(|q| ReplyTo {
+                queue: q.to_string(),
+            });
+
+        let outcome = if job.state.is_terminal() {
+            tracing::info!(state = job.state.as_str(), "redelivered finished job: answering from its record");
+            RunOutcome::Finished(job)
+        } else if job.attempts > self.max_attempts() {
+            let problem = Problem::new(types::JOB_DEAD, "Job ran out of attempts")
+                .with_detail(format!(
+                    "delivered {} times and no attempt finished (the worker crashed, was killed, \
+                     or lost its connections each time)",
+                    job.attempts
+                ))
+                .with_extension("attempts", job.attempts);
+            self.finish_with(job, JobState::Dead, problem).await
+        } else {
+            self.attempt(job, input).await
+        };
+        match outcome {
+            RunOutcome::Finished(job) => self.complete(&channel, delivery, &event, &job, reply_to.as_ref()).await,
+            RunOutcome::Retry => nack(delivery).await,
+        }
+    }
+
+    /// Runs the handler once in the job's transaction and records what came of it.
+    async fn attempt(&self, job: JobRecord, input: Value) -> RunOutcome {
+        let mut tx = match self.db(|| self.pool.begin()).await {
+            Ok(tx) => tx,
+            Err(e) => return self.retry(job, retryable_problem(&e.to_string())).await,
+        };
+        let input: F::Input = match serde_json::from_value(input) {
+            Ok(input) => input,
+            Err(e) => {
+                drop(tx);
+                let problem = Problem::new(types::JOB_INVALID_INPUT, "Input does not match the function")
+                    .with_detail(format!("{}: {e}", self.name));
+                return self.finish_with(job, JobState::Failed, problem).await;
+            }
+        };
+        let mut ctx = JobContext {
+            job_id: job.id,
+            attempt: job.attempts,
+            tx: &mut tx,
+        };
+        let run = AssertUnwindSafe(self.function.handle(input, &mut ctx)).catch_unwind();
+        let timeout = self.settings.function.timeout();
+        let result = match tokio::time::timeout(timeout, run).await {
+            Err(_) => Err(HandlerError::retryable(format!("the handler took longer than {timeout:?}"))),
+            Ok(Err(panic)) => Err(HandlerError::retryable(format!("the handler panicked: {}", panic_text(&panic)))),
+            Ok(Ok(result)) => result,
+        };
+        let output = match result.and_then(|out| {
+            serde_json::to_value(out).map_err(|e| HandlerError::permanent("Output cannot be serialized", e.to_string()))
+        }) {
+            Ok(output) => output,
+            Err(HandlerError::Permanent { title, detail }) => {
+                drop(tx);
+                let problem = Problem::new(types::JOB_FAILED, title).with_detail(detail);
+                return self.finish_with(job, JobState::Failed, problem).await;
+            }
+            Err(HandlerError::Retryable(reason)) => {
+                drop(tx);
+                tracing::warn!(attempt = job.attempts, %reason, "attempt failed");
+                return self.retry(job, retryable_problem(&reason)).await;
+            }
+        };
+        match store::succeed(&mut tx, job.id, &output).await {
+            Ok(Some(finished_at)) => match tx.commit().await {
+                Ok(()) => RunOutcome::Finished(JobRecord {
+                    state: JobState::Succeeded,
+                    result: Some(output),
+                    finished_at: Some(finished_at),
+                    ..job
+                }),
+                // Committed or not, a redelivery finds out from the record.
+                Err(e) => {
+                    tracing::warn!(error = %e, "commit failed; the job will be redelivered");
+                    RunOutcome::Retry
+                }
+            },
+            Ok(None) => {
+                drop(tx);
+                tracing::info!("another delivery finished this job first; its result stands");
+                self.reload(job).await
+            }
+            Err(e) => {
+                drop(tx);
+                tracing::warn!(error = %e, "recording the result failed; the job will be redelivered");
+                RunOutcome::Retry
+            }
+        }
+    }
+
+    /// A retryable failure: keep its reason, and either hand the job back or, out of
+    /// attempts, mark it dead.
+    async fn retry(&self, job: JobRecord, problem: Problem) -> RunOutcome {
+        if job.attempts >= self.max_attempts() {
+            let reason = problem.detail.clone().unwrap_or_default();
+            let dead = Problem::new(types::JOB_DEAD, "Job ran out of attempts")
+                .with_detail(format!("failed {} attempts; the last: {reason}", job.attempts))
+                .with_extension("attempts", job.attempts);
+            return self.finish_with(job, JobState::Dead, dead).await;
+        }
+        let json = problem.to_json();
+        if let Err(e) = self.db(|| store::record_attempt_error(&self.pool, job.id, &json)).await {
+            tracing::warn!(error = %e, "keeping the attempt's error failed");
+        }
+        // Holding the delivery for the delay (bounded by prefetch) keeps a failing job from
+        // spinning through the queue.
+        tokio::time::sleep(self.settings.function.retry_delay(job.attempts)).await;
+        RunOutcome::Retry
+    }
+
+    async fn finish_with(&self, job: JobRecord, state: JobState, problem: Problem) -> RunOutcome {
+        let json = problem.to_json();
+        match self.db(|| store::finish_with_error(&self.pool, job.id, state, &json)).await {
+            Ok(Some(finished_at)) => {
+                tracing::info!(state = state.as_str(), detail = problem.detail.as_deref().unwrap_or(""), "job finished without a result");
+                RunOutcome::Finished(JobRecord {
+                    state,
+                    error: Some(json),
+                    finished_at: Some(finished_at),
+                    ..job
+                })
+            }
+            Ok(None) => self.reload(job).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "recording the failure failed; the job will be redelivered");
+                RunOutcome::Retry
+            }
+        }
+    }
+
+    async fn reload(&self, job: JobRecord) -> RunOutcome {
+        match self.db(|| store::load(&self.pool, job.id)).await {
+            Ok(job) if job.state.is_terminal() => RunOutcome::Finished(job),
+            Ok(_) => RunOutcome::Retry,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the job back failed; it will be redelivered");
+                RunOutcome::Retry
+            }
+        }
+    }
+
+    /// Publishes the completion, then acks. A failed publish hands the message back: the
+    /// redelivery republishes from the record.
+    async fn complete(&self, channel: &Channel, delivery: Delivery, request: &Event, job: &JobRecord, reply_to: Option<&ReplyTo>) {
+        let timeout = self.settings.broker.publish_timeout();
+        match completion::publish(channel, &self.topology, &self.name, request, job, reply_to, timeout).await {
+            Ok(()) => ack(delivery).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "publishing the completion failed; the job will be redelivered");
+                nack(delivery).await;
+            }
+        }
+    }
+
+    /// Moves a message that is not a valid job to the dead-letter queue with its reason, then
+    /// acks it: never dropped, never redelivered in a loop.
+    async fn dead_letter(&self, channel: &Channel, delivery: Delivery, reason: String) {
+        tracing::warn!(%reason, function = %self.name, "dead-lettering a message that is not a valid job");
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(DEAD_REASON_HEADER.into(), AMQPValue::LongString(LongString::from(reason)));
+        let message = AmqpMessage {
+            properties: delivery.properties.clone().with_headers(headers),
+            body: delivery.data.clone(),
+        };
+        let published = publish_confirmed(
+            channel,
+            &self.topology.dead_exchange(),
+            self.name.as_str(),
+            message,
+            true,
+            self.settings.broker.publish_timeout(),
+        )
+        .await;
+        match published {
+            Ok(()) => ack(delivery).await,
+            Err(e) => {
+                tracing::error!(error = %e, "dead-lettering failed; handing the message back");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                nack(delivery).await;
+            }
+        }
+    }
+
+    /// Retries a database operation while the database is unreachable, with backoff; other
+    /// errors are returned at once.
+    async fn db<T, Fut>(&self, mut op: impl FnMut() -> Fut) -> Result<T, sqlx::Error>
+    where
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            match op().await {
+                Err(e) if is_transient(&e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, ?delay, "database unavailable; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn max_attempts(&self) -> i32 {
+        i32::try_from(self.settings.jobs.max_attempts).unwrap_or(i32::MAX)
+    }
+}
+
+/// Errors that say the database is unreachable or restarting, not that the statement is wrong.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 08: connection exception; 57P0x: admin/crash shutdown; 40001/40P01: retry.
+            c.starts_with("08") || c.starts_with("57P0") || c == "40001" || c == "40P01"
+        }),
+        _ => false,
+    }
+}
+
+fn retryable_problem(reason: &str) -> Problem {
+    Problem::new(types::JOB_FAILED, "Attempt failed").with_detail(reason.to_owned())
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+fn trace_carrier(event: &Event) -> HashMap<String, String> {
+    [surge_contract::job::ext::TRACEPARENT, surge_contract::job::ext::TRACESTATE]
+        .into_iter()
+        .filter_map(|name| event.extension(name).map(|v| (name.to_owned(), v.to_string())))
+        .collect()
+}
+
+async fn ack(delivery: Delivery) {
+    if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+        // The broker redelivers it; the record answers the redelivery.
+        tracing::warn!(error = %e, "ack failed");
+    }
+}
+
+async fn nack(delivery: Delivery) {
+    let requeue = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    if let Err(e) = delivery.acker.nack(requeue).await {
+        tracing::warn!(error = %e, "nack failed; the broker will redeliver when the channel closes");
+    }
+}

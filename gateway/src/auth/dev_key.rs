@@ -1,0 +1,46 @@
+//! The development API key: one key from configuration, one entity. Compared in constant time.
+
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::Caller;
+
+#[derive(Debug)]
+pub struct DevKey {
+    key: SecretString,
+    caller: Caller,
+}
+
+impl DevKey {
+    pub fn new(key: SecretString, entity_id: Uuid, tenant: String) -> Self {
+        Self {
+            key,
+            caller: Caller { entity_id, tenant },
+        }
+    }
+
+    pub fn check(&self, presented: &str) -> Option<Caller> {
+        let equal: bool = self
+            .key
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(presented.as_bytes())
+            .into();
+        equal.then(|| self.caller.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_key_passes() {
+        let dev = DevKey::new(SecretString::from("s3cret-key"), Uuid::nil(), "dev".into());
+        assert!(dev.check("s3cret-key").is_some());
+        assert!(dev.check("s3cret-kez").is_none());
+        assert!(dev.check("s3cret").is_none());
+        assert!(dev.check("").is_none());
+    }
+}

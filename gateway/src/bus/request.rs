@@ -1,0 +1,62 @@
+//! The request event of a job, as the gateway publishes it: id = job id, the function's event
+//! type, the caller's tenant and entity stamped as extensions (never taken from the client),
+//! the trace context, and `reply_to` when a caller waits.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use cloudevents::{EventBuilder, EventBuilderV10};
+use lapin::types::ShortString;
+use surge_contract::binding::{self, AmqpMessage, BindingError};
+use surge_contract::job::{FunctionName, GATEWAY_SOURCE, JobId, ext};
+
+/// What a job's request event is made of.
+pub struct JobRequest<'a> {
+    pub id: JobId,
+    pub function: &'a FunctionName,
+    pub tenant: &'a str,
+    pub entity: uuid::Uuid,
+    pub created_at: DateTime<Utc>,
+    pub input: serde_json::Value,
+    pub trace: HashMap<String, String>,
+    pub reply_to: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request event cannot be built: {0}")]
+    Build(#[from] cloudevents::event::EventBuilderError),
+    #[error(transparent)]
+    Encode(#[from] BindingError),
+}
+
+/// Builds the AMQP message of a job's request event.
+pub fn job_message(request: JobRequest<'_>) -> Result<AmqpMessage, RequestError> {
+    let id = request.id.to_string();
+    let mut builder = EventBuilderV10::new()
+        .id(id.clone())
+        .source(GATEWAY_SOURCE)
+        .ty(request.function.event_type())
+        .subject(id.clone())
+        .time(request.created_at)
+        .extension(ext::TENANT, request.tenant)
+        .extension(ext::ENTITY, request.entity.to_string())
+        .data("application/json", request.input);
+    for (name, value) in request.trace {
+        builder = builder.extension(&name, value);
+    }
+    let message = binding::encode(builder.build()?)?;
+    // A UUID always fits a short string; the reply queue name was declared as one.
+    let id = ShortString::from(id);
+    let mut properties = message
+        .properties
+        .with_message_id(id.clone())
+        .with_correlation_id(id);
+    if let Some(queue) = request.reply_to {
+        properties = properties.with_reply_to(ShortString::from(queue));
+    }
+    Ok(AmqpMessage {
+        properties,
+        body: message.body,
+    })
+}

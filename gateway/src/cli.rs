@@ -1,0 +1,83 @@
+//! The `surge` command line: `surge gateway` serves, `surge migrate` prepares the database
+//! (what a Kubernetes Job runs before a rollout).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sqlx::migrate::MigrateDatabase;
+use surge_contract::telemetry::Telemetry;
+use surge_contract::{schema, settings, shutdown};
+
+use crate::config::GatewaySettings;
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(name = "surge", version, about = "Scale-to-zero functions on RabbitMQ and Postgres")]
+pub struct Cli {
+    /// TOML settings file; `SURGE_*` environment variables override it.
+    #[arg(long, global = true, env = "SURGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP gateway until SIGTERM.
+    Gateway,
+    /// Create the database if it is missing and apply every pending migration.
+    Migrate,
+}
+
+/// Parses the command line and runs the command; errors are reported on stderr.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings: GatewaySettings = match settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("surge: invalid settings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let telemetry = match Telemetry::init("surge-gateway", &settings.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("surge: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Gateway => gateway(settings).await,
+        Command::Migrate => migrate(&settings).await,
+    };
+    telemetry.shutdown();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "surge failed");
+            eprintln!("surge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn gateway(settings: GatewaySettings) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signal()?;
+    Application::build(settings, shutdown).await?.run_until_stopped().await
+}
+
+async fn migrate(settings: &GatewaySettings) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let url = settings.database.url.expose_secret();
+    if !sqlx::Postgres::database_exists(url).await? {
+        sqlx::Postgres::create_database(url).await?;
+        tracing::info!("database created");
+    }
+    let pool = settings.database.connect().await?;
+    schema::migrate(&pool).await?;
+    let version = schema::migrator().iter().map(|m| m.version).max().unwrap_or_default();
+    tracing::info!(version, "schema up to date");
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `ApiError`: the outcomes a client can see, each rendered once as RFC 9457 problem+json with
+//! a stable type (`surge_contract::problem::types`). Internal errors are logged here with their
+//! whole cause chain and answered with an opaque 500: database or broker text never reaches a
+//! client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use surge_contract::problem::{Problem, types};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("no function named {0:?} is served here")]
+    UnknownFunction(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("the body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("this Idempotency-Key was first used for another request ({0})")]
+    IdempotencyKeyReused(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, types::UNAUTHORIZED, "Unauthorized"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, types::NOT_FOUND, "Not found"),
+            Self::UnknownFunction(_) => (StatusCode::NOT_FOUND, types::UNKNOWN_FUNCTION, "Unknown function"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, types::BAD_REQUEST, "Bad request"),
+            Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, types::INVALID_JSON, "Invalid JSON"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, types::PAYLOAD_TOO_LARGE, "Payload too large"),
+            Self::IdempotencyKeyReused(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                types::IDEMPOTENCY_KEY_REUSED,
+                "Idempotency-Key reused",
+            ),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, types::UNAVAILABLE, "Service unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, types::INTERNAL, "Internal error"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::Unavailable("the database cannot be reached right now; retry shortly".into())
+            }
+            e => Self::Internal(anyhow::Error::new(e).context("database")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        let detail = match &self {
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                "the gateway failed to handle this request; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem::new(kind, title)
+            .with_status(status.as_u16())
+            .with_detail(detail);
+        problem_response(status, &problem, &self)
+    }
+}
+
+fn problem_response(status: StatusCode, problem: &Problem, error: &ApiError) -> Response {
+    let mut response = (status, axum::Json(problem)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    match error {
+        ApiError::Unavailable(_) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        ApiError::Unauthorized(_) => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        _ => {}
+    }
+    response
+}

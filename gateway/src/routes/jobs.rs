@@ -1,0 +1,277 @@
+//! The jobs API. `POST /jobs/{function}` records the job (one statement), publishes its event
+//! (one confirmed publish) and, unless the caller prefers async, waits for the completion on
+//! this replica's reply queue; past the wait it answers 202 with `Location`.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use surge_contract::job::{FunctionName, GATEWAY_SOURCE, JobId};
+use surge_contract::telemetry::trace_context;
+
+use crate::auth::Caller;
+use crate::bus::{JobRequest, job_message};
+use crate::error::ApiError;
+use crate::routes::views::{JobPage, JobView};
+use crate::state::AppState;
+use crate::store::jobs::{self, NewJob};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", get(list))
+        .route("/jobs/{id}", get(show).post(submit))
+}
+
+/// `POST /jobs/{function}` (the path's one segment is a function name here, a job id on GET).
+async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let function = known_function(&state, &function)?;
+    let body = body.map_err(|e| body_error(&e, state.http.body_limit_bytes))?;
+    let input: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidJson(format!("the body is not JSON: {e}")))?;
+    let prefer = Preferences::parse(&headers);
+    let key = idempotency_key(&headers)?;
+    let id = JobId::new();
+    let trace = trace_context(&tracing::Span::current());
+    let new = NewJob {
+        id,
+        owner: caller.entity_id,
+        function: function.as_str(),
+        idempotency_key: key,
+        event_source: GATEWAY_SOURCE,
+        input: &input,
+        trace_parent: trace.get("traceparent").map(String::as_str),
+    };
+    let Some(created_at) = jobs::insert(&state.pool, &new).await? else {
+        let key = key.unwrap_or_default();
+        return repeat(&state, &caller, key, &function, &input).await;
+    };
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    // Registered before publishing: a fast completion must find its caller.
+    let waiter = (!prefer.respond_async)
+        .then(|| state.bus.wait_for(id).ok())
+        .flatten();
+    let message = job_message(JobRequest {
+        id,
+        function: &function,
+        tenant: &caller.tenant,
+        entity: caller.entity_id,
+        created_at,
+        input,
+        trace,
+        reply_to: waiter.as_ref().map(|_| state.bus.reply_queue()),
+    })
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    if let Err(e) = state.bus.publish_job(&function, message).await {
+        drop(waiter);
+        if let Err(db) = jobs::delete_unpublished(&state.pool, caller.entity_id, id).await {
+            tracing::error!(error = %db, %id, "an unpublished job could not be removed");
+        }
+        tracing::warn!(error = %e, "publishing a job failed");
+        return Err(ApiError::Unavailable(format!(
+            "the job could not be queued ({e}); nothing was accepted, retry"
+        )));
+    }
+    let view = JobView::queued(id, function.as_str(), created_at);
+    let Some(waiter) = waiter else {
+        return Ok(accepted(view, prefer.respond_async));
+    };
+    let timeout = prefer
+        .wait
+        .unwrap_or(state.http.sync_timeout())
+        .min(Duration::from_millis(state.http.max_wait_ms));
+    tokio::select! {
+        completion = waiter.wait(timeout) => Ok(match completion {
+            Some(completion) => (StatusCode::OK, Json(view.completed(&completion))).into_response(),
+            None => accepted(view, false),
+        }),
+        // Shutting down: nobody will deliver the completion here; the caller can poll.
+        _ = state.shutdown.cancelled() => Ok(accepted(view, false)),
+    }
+}
+
+/// A repeated `Idempotency-Key`: the first job, if the request is the same.
+async fn repeat(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    function: &FunctionName,
+    input: &Value,
+) -> Result<Response, ApiError> {
+    let first = jobs::by_idempotency_key(&state.pool, caller.entity_id, key)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotency conflict without a job")))?;
+    if first.function != function.as_str() || first.input.as_ref() != Some(input) {
+        return Err(ApiError::IdempotencyKeyReused(format!(
+            "job {} of function {}",
+            first.id, first.function
+        )));
+    }
+    let view = JobView::from(first);
+    Ok(if view.state.is_terminal() {
+        (StatusCode::OK, Json(view)).into_response()
+    } else {
+        accepted(view, false)
+    })
+}
+
+/// `GET /jobs/{id}`: one of the caller's jobs.
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no job {id}"));
+    let job_id: JobId = id.parse().map_err(|_| not_found())?;
+    let job = jobs::get(&state.pool, caller.entity_id, job_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(job.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    limit: Option<i64>,
+    before: Option<String>,
+}
+
+/// `GET /jobs?limit=&before=`: the caller's jobs, newest first.
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<JobPage>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let max = state.http.max_page_size;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {max}")));
+    }
+    let before = params
+        .before
+        .map(|b| b.parse::<JobId>())
+        .transpose()
+        .map_err(|_| ApiError::BadRequest("before must be a job id".into()))?;
+    let rows = jobs::list(&state.pool, caller.entity_id, before, limit).await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(JobPage {
+        jobs: rows.into_iter().map(JobView::from).collect(),
+        next_before,
+    }))
+}
+
+fn known_function(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {
+    FunctionName::parse(name)
+        .ok()
+        .filter(|f| state.functions.contains(f))
+        .ok_or_else(|| ApiError::UnknownFunction(name.to_owned()))
+}
+
+fn body_error(e: &BytesRejection, limit: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(limit)
+    } else {
+        ApiError::BadRequest(format!("the body could not be read: {}", e.body_text()))
+    }
+}
+
+fn accepted(view: JobView, async_preferred: bool) -> Response {
+    let location = format!("/jobs/{}", view.id);
+    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, location);
+    }
+    if async_preferred {
+        headers.insert("preference-applied", HeaderValue::from_static("respond-async"));
+    }
+    response
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into());
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(key))
+}
+
+/// The caller's `Prefer` header (RFC 7240): `respond-async`, `wait=<seconds>`. Unknown
+/// preferences are ignored, as the RFC asks.
+#[derive(Debug, Default, PartialEq)]
+struct Preferences {
+    respond_async: bool,
+    wait: Option<Duration>,
+}
+
+impl Preferences {
+    fn parse(headers: &HeaderMap) -> Self {
+        let mut prefs = Self::default();
+        let tokens = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim);
+        for token in tokens {
+            let (name, value) = token
+                .split_once('=')
+                .map_or((token, None), |(n, v)| (n.trim(), Some(v.trim().trim_matches('"'))));
+            match (name.to_ascii_lowercase().as_str(), value) {
+                ("respond-async", _) => prefs.respond_async = true,
+                ("wait", Some(secs)) => prefs.wait = secs.parse().ok().map(Duration::from_secs),
+                _ => {}
+            }
+        }
+        prefs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn prefer_is_parsed_as_rfc_7240() {
+        let p = Preferences::parse(&headers(&[("prefer", "respond-async, wait=10")]));
+        assert_eq!(p, Preferences { respond_async: true, wait: Some(Duration::from_secs(10)) });
+        let p = Preferences::parse(&headers(&[("prefer", "handling=lenient"), ("prefer", "wait=3")]));
+        assert_eq!(p, Preferences { respond_async: false, wait: Some(Duration::from_secs(3)) });
+        assert_eq!(Preferences::parse(&headers(&[("prefer", "wait=soon")])), Preferences::default());
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        assert_eq!(idempotency_key(&headers(&[("idempotency-key", "order-42")])).unwrap(), Some("order-42"));
+        assert!(idempotency_key(&headers(&[("idempotency-key", "has space")])).is_err());
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! HTTP routes, one module per resource; the router is assembled in `startup`.
+
+/// `/healthz`, `/readyz`.
+pub mod health;
+/// `POST /jobs/{function}`, `GET /jobs/{id}`, `GET /jobs`.
+pub mod jobs;
+/// The API's JSON documents.
+pub mod views;

@@ -1,0 +1,151 @@
+//! Building the application (`Application::build` binds the listener, port 0 in tests) and
+//! running it until the shutdown token is cancelled.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Request};
+use axum::response::Response;
+use surge_contract::schema;
+use surge_contract::telemetry::{set_parent, trace_context};
+use surge_contract::topology::Topology;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{Authenticator, DevKey};
+use crate::bus::Bus;
+use crate::config::GatewaySettings;
+use crate::error::ApiError;
+use crate::routes;
+use crate::state::AppState;
+use crate::store;
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    bus_stop: CancellationToken,
+    bus_task: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Connects to the database (refusing an outdated schema), starts the broker link and
+    /// binds the listener.
+    pub async fn build(settings: GatewaySettings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        let pool = settings.database.connect().await?;
+        schema::ensure_current(&pool).await?;
+        let auth = Authenticator {
+            dev_key: match &settings.dev.api_key {
+                Some(key) => {
+                    tracing::warn!(tenant = %settings.dev.tenant, "the development API key is enabled: never in production");
+                    let entity = store::entities::ensure(&pool, &settings.dev.tenant, &settings.dev.account).await?;
+                    Some(DevKey::new(key.clone(), entity, settings.dev.tenant.clone()))
+                }
+                None => {
+                    tracing::warn!("no credentials are configured: every protected endpoint answers 401");
+                    None
+                }
+            },
+        };
+        let topology = Topology::new(settings.broker.prefix.clone(), settings.jobs.max_attempts);
+        // The link outlives the HTTP server: in-flight requests still publish while draining.
+        let bus_stop = CancellationToken::new();
+        let (bus, bus_task) = Bus::start(
+            &settings.broker,
+            topology,
+            settings.functions.clone(),
+            settings.http.max_waiters,
+            bus_stop.clone(),
+        );
+        let state = AppState {
+            pool,
+            bus,
+            auth: Arc::new(auth),
+            functions: Arc::new(settings.functions.iter().cloned().collect::<HashSet<_>>()),
+            http: Arc::new(settings.http.clone()),
+            shutdown,
+        };
+        let router = router(state.clone(), settings.http.body_limit_bytes);
+        let listener = TcpListener::bind(settings.http.addr)
+            .await
+            .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+            bus_stop,
+            bus_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the shutdown token is cancelled, lets in-flight requests finish, then
+    /// closes the broker link and the pool.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr()?, "gateway listening");
+        let shutdown = self.state.shutdown.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        self.bus_stop.cancel();
+        let _ = self.bus_task.await;
+        self.state.pool.close().await;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+fn router(state: AppState, body_limit: usize) -> Router {
+    Router::new()
+        .merge(routes::jobs::router())
+        .merge(routes::health::router())
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::map_response(with_traceparent))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// A span per request, continuing the caller's trace when it sent `traceparent`.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        method = %request.method(),
+        path = %request.uri().path(),
+        job_id = tracing::field::Empty,
+    );
+    let carrier = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = request.headers().get(name)?.to_str().ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    set_parent(&span, &carrier);
+    span
+}
+
+/// Tells the caller the trace its request is part of.
+async fn with_traceparent(mut response: Response) -> Response {
+    if let Some(value) = trace_context(&tracing::Span::current())
+        .get("traceparent")
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        response.headers_mut().insert("traceparent", value);
+    }
+    response
+}

@@ -1,0 +1,23 @@
+//! The state every handler shares: cheap handles only.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use surge_contract::job::FunctionName;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::bus::Bus;
+use crate::config::HttpSettings;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub bus: Bus,
+    pub auth: Arc<Authenticator>,
+    pub functions: Arc<HashSet<FunctionName>>,
+    pub http: Arc<HttpSettings>,
+    /// Cancelled when the gateway begins to shut down: waiting callers get their 202.
+    pub shutdown: CancellationToken,
+}

@@ -1,0 +1,5 @@
+//! SQL, one module per table. Every query on owned data takes the owner's entity id, so a
+//! query that crosses tenants cannot be written by accident.
+
+pub mod entities;
+pub mod jobs;

@@ -82,7 +82,9 @@ pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Event, Bindin
     }
     let headers = properties.headers().as_ref();
     let Some(spec) = headers.and_then(|h| h.inner().get(SPECVERSION_HEADER)) else {
-        return Err(BindingError::NotACloudEvent(content_type.map(str::to_owned)));
+        return Err(BindingError::NotACloudEvent(
+            content_type.map(str::to_owned),
+        ));
     };
     let spec = header_text(SPECVERSION_HEADER, spec)?;
     if spec != "1.0" {
@@ -132,7 +134,9 @@ fn header_text(name: &str, value: &AMQPValue) -> Result<String, BindingError> {
         name: name.to_owned(),
     };
     match value {
-        AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).map_err(|_| not_text()),
+        AMQPValue::LongString(s) => {
+            String::from_utf8(s.as_bytes().to_vec()).map_err(|_| not_text())
+        }
         AMQPValue::ShortString(s) => Ok(s.as_str().to_owned()),
         AMQPValue::ByteArray(b) => String::from_utf8(b.as_slice().to_vec()).map_err(|_| not_text()),
         _ => Err(BindingError::HeaderType {
@@ -290,11 +294,10 @@ impl BinaryDeserializer for BinaryDecoder<'_> {
             if name == "specversion" || name == "datacontenttype" {
                 continue;
             }
-            let value = header_value(name, value).map_err(|e| {
-                cloudevents::message::Error::Other {
+            let value =
+                header_value(name, value).map_err(|e| cloudevents::message::Error::Other {
                     source: Box::new(e),
-                }
-            })?;
+                })?;
             visitor = if attributes.contains(&name) {
                 visitor.set_attribute(name, value)?
             } else {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use lapin::options::BasicPublishOptions;
 use lapin::Confirmation;
+use lapin::options::BasicPublishOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
 
@@ -74,7 +74,7 @@ pub async fn publish_confirmed(
                 properties,
             )
             .await?;
-        Ok::<_, lapin::Error>(pending.await?)
+        pending.await
     };
     match tokio::time::timeout(timeout, confirm).await {
         Err(_) => Err(PublishError::Timeout(timeout)),

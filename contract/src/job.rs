@@ -190,7 +190,8 @@ pub fn completion_routing_key(
     outcome: Outcome,
 ) -> String {
     // A dot inside a tenant would shift every word of the topic key.
-    let word = |w: Option<&str>| w.map_or_else(|| "-".to_owned(), |w| w.replace(['.', '*', '#'], "_"));
+    let word =
+        |w: Option<&str>| w.map_or_else(|| "-".to_owned(), |w| w.replace(['.', '*', '#'], "_"));
     format!(
         "{}.{}.{}.{}",
         word(tenant),

@@ -10,10 +10,10 @@ pub mod binding;
 pub mod broker;
 /// Job ids, states, event types and the extensions Surge puts on events.
 pub mod job;
-/// Database migrations and the schema check every process runs at start.
-pub mod schema;
 /// Problem details (RFC 9457) and their stable types.
 pub mod problem;
+/// Database migrations and the schema check every process runs at start.
+pub mod schema;
 /// Settings shared by every binary: database, broker, job limits; and how they are loaded.
 pub mod settings;
 /// SIGTERM / Ctrl-C into a cancellation token.

@@ -41,10 +41,9 @@ pub async fn ensure_current(pool: &PgPool) -> Result<(), SchemaError> {
         .map(|m| m.version)
         .max()
         .unwrap_or_default();
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
     if !exists {
         return Err(SchemaError::Missing);
     }

@@ -38,6 +38,9 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// Server-side limit on any single statement.
     pub statement_timeout_ms: u64,
+    /// How long a statement waits for a row lock (a job another delivery is running) before
+    /// failing with `lock_not_available`, which callers retry.
+    pub lock_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -47,6 +50,7 @@ impl Default for DatabaseSettings {
             max_connections: 10,
             acquire_timeout_ms: 5_000,
             statement_timeout_ms: 30_000,
+            lock_timeout_ms: 2_000,
         }
     }
 }
@@ -70,8 +74,13 @@ impl DatabaseSettings {
             .expose_secret()
             .parse()
             .map_err(DatabaseError::BadUrl)?;
-        let timeout = format!("{}ms", self.statement_timeout_ms);
-        Ok(options.options([("statement_timeout", timeout.as_str()), ("TimeZone", "UTC")]))
+        let statement = format!("{}ms", self.statement_timeout_ms);
+        let lock = format!("{}ms", self.lock_timeout_ms);
+        Ok(options.options([
+            ("statement_timeout", statement.as_str()),
+            ("lock_timeout", lock.as_str()),
+            ("TimeZone", "UTC"),
+        ]))
     }
 
     /// Opens the pool and checks that one connection works. The pool reconnects by itself later

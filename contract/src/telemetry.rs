@@ -13,6 +13,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -71,13 +72,24 @@ impl Telemetry {
         let tracer = provider.tracer(service);
         let filter = EnvFilter::try_new(&settings.log_filter)
             .map_err(|e| anyhow::anyhow!("telemetry.log_filter is invalid: {e}"))?;
-        let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-        let registry = tracing_subscriber::registry().with(filter).with(otel);
+        // The log filter applies to the log output only: quieter logs must not cut spans out
+        // of traces (a filtered-out span has no trace context to propagate).
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        let registry = tracing_subscriber::registry().with(otel);
         match settings.log_format {
             LogFormat::Json => registry
-                .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .flatten_event(true)
+                        .with_filter(filter),
+                )
                 .try_init()?,
-            LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init()?,
+            LogFormat::Text => registry
+                .with(tracing_subscriber::fmt::layer().with_filter(filter))
+                .try_init()?,
         }
         Ok(Self { provider })
     }

@@ -146,11 +146,7 @@ impl Topology {
             AMQPValue::LongLongInt(i64::from(self.reply_queue_expires_ms)),
         );
         channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::default(),
-                args,
-            )
+            .queue_declare(name.as_str().into(), QueueDeclareOptions::default(), args)
             .await
             .map_err(|source| TopologyError::Declare {
                 what: format!("queue {name}"),

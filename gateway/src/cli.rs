@@ -13,7 +13,11 @@ use crate::config::GatewaySettings;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
-#[command(name = "surge", version, about = "Scale-to-zero functions on RabbitMQ and Postgres")]
+#[command(
+    name = "surge",
+    version,
+    about = "Scale-to-zero functions on RabbitMQ and Postgres"
+)]
 pub struct Cli {
     /// TOML settings file; `SURGE_*` environment variables override it.
     #[arg(long, global = true, env = "SURGE_CONFIG")]
@@ -64,7 +68,10 @@ pub async fn main() -> ExitCode {
 
 async fn gateway(settings: GatewaySettings) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal()?;
-    Application::build(settings, shutdown).await?.run_until_stopped().await
+    Application::build(settings, shutdown)
+        .await?
+        .run_until_stopped()
+        .await
 }
 
 async fn migrate(settings: &GatewaySettings) -> anyhow::Result<()> {
@@ -76,7 +83,11 @@ async fn migrate(settings: &GatewaySettings) -> anyhow::Result<()> {
     }
     let pool = settings.database.connect().await?;
     schema::migrate(&pool).await?;
-    let version = schema::migrator().iter().map(|m| m.version).max().unwrap_or_default();
+    let version = schema::migrator()
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or_default();
     tracing::info!(version, "schema up to date");
     pool.close().await;
     Ok(())

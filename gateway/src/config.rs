@@ -101,7 +101,10 @@ impl GatewaySettings {
     /// Checks what serde cannot, naming the setting at fault.
     pub fn validate(&self) -> Result<(), String> {
         if self.functions.is_empty() {
-            return Err("functions is empty: list at least one function (SURGE_FUNCTIONS=echo,sleep)".into());
+            return Err(
+                "functions is empty: list at least one function (SURGE_FUNCTIONS=echo,sleep)"
+                    .into(),
+            );
         }
         if self.http.max_waiters == 0 {
             return Err("http.max_waiters must be at least 1".into());
@@ -124,7 +127,11 @@ fn function_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FunctionName>, D
         Items(Vec<String>),
     }
     let names = match List::deserialize(d)? {
-        List::Text(text) => text.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        List::Text(text) => text
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
         List::Items(items) => items,
     };
     names
@@ -139,17 +146,23 @@ mod tests {
 
     #[test]
     fn functions_may_be_comma_separated_text_or_a_list() {
-        let s: GatewaySettings = serde_json::from_value(serde_json::json!({"functions": "echo, sleep"})).unwrap();
+        let s: GatewaySettings =
+            serde_json::from_value(serde_json::json!({"functions": "echo, sleep"})).unwrap();
         assert_eq!(s.functions.len(), 2);
-        let s: GatewaySettings = serde_json::from_value(serde_json::json!({"functions": ["echo"]})).unwrap();
+        let s: GatewaySettings =
+            serde_json::from_value(serde_json::json!({"functions": ["echo"]})).unwrap();
         assert_eq!(s.functions[0].as_str(), "echo");
-        let err = serde_json::from_value::<GatewaySettings>(serde_json::json!({"functions": "Bad Name"})).unwrap_err();
+        let err =
+            serde_json::from_value::<GatewaySettings>(serde_json::json!({"functions": "Bad Name"}))
+                .unwrap_err();
         assert!(err.to_string().contains("invalid function name"), "{err}");
     }
 
     #[test]
     fn a_typo_inside_a_section_is_refused() {
-        let err = serde_json::from_value::<GatewaySettings>(serde_json::json!({"http": {"adr": "x"}})).unwrap_err();
+        let err =
+            serde_json::from_value::<GatewaySettings>(serde_json::json!({"http": {"adr": "x"}}))
+                .unwrap_err();
         assert!(err.to_string().contains("adr"), "{err}");
     }
 }

@@ -32,19 +32,39 @@ pub enum ApiError {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, types::UNAUTHORIZED, "Unauthorized"),
+            Self::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                types::UNAUTHORIZED,
+                "Unauthorized",
+            ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, types::NOT_FOUND, "Not found"),
-            Self::UnknownFunction(_) => (StatusCode::NOT_FOUND, types::UNKNOWN_FUNCTION, "Unknown function"),
+            Self::UnknownFunction(_) => (
+                StatusCode::NOT_FOUND,
+                types::UNKNOWN_FUNCTION,
+                "Unknown function",
+            ),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, types::BAD_REQUEST, "Bad request"),
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, types::INVALID_JSON, "Invalid JSON"),
-            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, types::PAYLOAD_TOO_LARGE, "Payload too large"),
+            Self::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                types::PAYLOAD_TOO_LARGE,
+                "Payload too large",
+            ),
             Self::IdempotencyKeyReused(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 types::IDEMPOTENCY_KEY_REUSED,
                 "Idempotency-Key reused",
             ),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, types::UNAVAILABLE, "Service unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, types::INTERNAL, "Internal error"),
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                types::UNAVAILABLE,
+                "Service unavailable",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                types::INTERNAL,
+                "Internal error",
+            ),
         }
     }
 }

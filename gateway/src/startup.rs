@@ -36,7 +36,10 @@ pub struct Application {
 impl Application {
     /// Connects to the database (refusing an outdated schema), starts the broker link and
     /// binds the listener.
-    pub async fn build(settings: GatewaySettings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn build(
+        settings: GatewaySettings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
         let pool = settings.database.connect().await?;
         schema::ensure_current(&pool).await?;
@@ -44,11 +47,19 @@ impl Application {
             dev_key: match &settings.dev.api_key {
                 Some(key) => {
                     tracing::warn!(tenant = %settings.dev.tenant, "the development API key is enabled: never in production");
-                    let entity = store::entities::ensure(&pool, &settings.dev.tenant, &settings.dev.account).await?;
-                    Some(DevKey::new(key.clone(), entity, settings.dev.tenant.clone()))
+                    let entity =
+                        store::entities::ensure(&pool, &settings.dev.tenant, &settings.dev.account)
+                            .await?;
+                    Some(DevKey::new(
+                        key.clone(),
+                        entity,
+                        settings.dev.tenant.clone(),
+                    ))
                 }
                 None => {
-                    tracing::warn!("no credentials are configured: every protected endpoint answers 401");
+                    tracing::warn!(
+                        "no credentials are configured: every protected endpoint answers 401"
+                    );
                     None
                 }
             },

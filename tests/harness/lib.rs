@@ -1,1 +1,70 @@
+//! The test harness: each test gets its own database (created from the migrations), its own
+//! RabbitMQ name prefix, a gateway on port 0 in-process, and function processes spawned from
+//! the real binaries. Everything is removed when the [`TestApp`] is dropped, even after a panic.
 
+mod broker;
+mod database;
+mod function;
+mod gateway;
+
+pub use broker::{BrokerProbe, close_connections_named};
+pub use database::TestDatabase;
+pub use function::FunctionProcess;
+pub use gateway::{TEST_API_KEY, TestApp, TestAppBuilder};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The URL of the machine's Postgres server (no database), from `SURGE_TEST_POSTGRES`.
+pub fn postgres_server_url() -> String {
+    std::env::var("SURGE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The machine's RabbitMQ, from `SURGE_TEST_AMQP`.
+pub fn amqp_url() -> String {
+    std::env::var("SURGE_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A fresh random name for this test (database, broker prefix).
+pub fn unique_name() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Waits until `check` returns `Some`, polling a condition the system exposes (a job's state,
+/// a queue's consumer count). Fails the test with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Installs tracing once per test process (spans get real ids, as in production); the log
+/// filter comes from `SURGE_TEST_LOG` (default `warn`).
+pub fn init_telemetry() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let settings = surge_contract::telemetry::TelemetrySettings {
+            log_filter: std::env::var("SURGE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            ..Default::default()
+        };
+        // Kept for the life of the process: dropping it would stop span ids.
+        std::mem::forget(surge_contract::telemetry::Telemetry::init(
+            "surge-tests",
+            &settings,
+        ));
+    });
+}

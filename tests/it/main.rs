@@ -1,1 +1,13 @@
-mod x {}
+//! End-to-end tests against the machine's real RabbitMQ and Postgres. Each test has its own
+//! database and broker prefix (see the harness).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod exactly_once;
+mod faults;
+mod jobs;
+mod schema;
+mod trace;
+mod trusted_producer;

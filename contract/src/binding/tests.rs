@@ -9,7 +9,10 @@ fn sample() -> Event {
         .ty("dev.surge.echo")
         .subject("job-1")
         .time(Utc.with_ymd_and_hms(2026, 11, 24, 21, 0, 0).unwrap())
-        .extension("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .extension(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
         .extension("surgeattempt", 3_i64)
         .extension("surgeflag", true)
         .data("application/json", serde_json::json!({"hello": "world"}))
@@ -39,15 +42,27 @@ fn binary_props(pairs: &[(&str, AMQPValue)]) -> BasicProperties {
 fn binary_mode_puts_attributes_in_ce_headers_and_data_in_the_body() {
     let message = encode(sample()).unwrap();
     let h = headers(&message);
-    assert_eq!(h.get("ce-id"), Some(&text("0193a7e0-0000-7000-8000-000000000001")));
+    assert_eq!(
+        h.get("ce-id"),
+        Some(&text("0193a7e0-0000-7000-8000-000000000001"))
+    );
     assert_eq!(h.get("ce-specversion"), Some(&text("1.0")));
     assert_eq!(h.get("ce-type"), Some(&text("dev.surge.echo")));
     assert_eq!(h.get("ce-time"), Some(&text("2026-11-24T21:00:00Z")));
     assert_eq!(h.get("ce-surgeattempt"), Some(&AMQPValue::LongLongInt(3)));
     assert_eq!(h.get("ce-surgeflag"), Some(&AMQPValue::Boolean(true)));
-    assert!(!h.contains_key("ce-datacontenttype"), "datacontenttype is the content_type property");
-    assert_eq!(message.properties.content_type().as_ref().unwrap().as_str(), "application/json");
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&message.body).unwrap()["hello"], "world");
+    assert!(
+        !h.contains_key("ce-datacontenttype"),
+        "datacontenttype is the content_type property"
+    );
+    assert_eq!(
+        message.properties.content_type().as_ref().unwrap().as_str(),
+        "application/json"
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&message.body).unwrap()["hello"],
+        "world"
+    );
 }
 
 #[test]
@@ -57,7 +72,10 @@ fn binary_mode_round_trips() {
     let back = decode(&message.properties, &message.body).unwrap();
     assert_eq!(back.id(), event.id());
     assert_eq!(back.time(), event.time());
-    assert_eq!(back.extension("surgeattempt"), event.extension("surgeattempt"));
+    assert_eq!(
+        back.extension("surgeattempt"),
+        event.extension("surgeattempt")
+    );
     assert_eq!(json_data(&back).unwrap(), json_data(&event).unwrap());
 }
 
@@ -95,7 +113,9 @@ fn a_wrong_specversion_is_refused() {
         ("ce-source", text("/x")),
         ("ce-type", text("t")),
     ]);
-    assert!(matches!(decode(&props, b"{}"), Err(BindingError::UnsupportedSpecVersion(v)) if v == "0.3"));
+    assert!(
+        matches!(decode(&props, b"{}"), Err(BindingError::UnsupportedSpecVersion(v)) if v == "0.3")
+    );
 }
 
 #[test]
@@ -120,7 +140,10 @@ fn undecodable_data_is_refused_by_json_data() {
         ("ce-type", text("t")),
     ]);
     let event = decode(&props, b"{not json").unwrap();
-    assert!(matches!(json_data(&event), Err(BindingError::DataNotJson { .. })));
+    assert!(matches!(
+        json_data(&event),
+        Err(BindingError::DataNotJson { .. })
+    ));
 }
 
 #[test]
@@ -131,14 +154,20 @@ fn a_non_text_header_is_refused() {
         ("ce-source", text("/x")),
         ("ce-type", text("t")),
     ]);
-    assert!(matches!(decode(&props, b"{}"), Err(BindingError::HeaderType { .. })));
+    assert!(matches!(
+        decode(&props, b"{}"),
+        Err(BindingError::HeaderType { .. })
+    ));
 }
 
 #[test]
 fn other_structured_formats_are_refused() {
-    let props = BasicProperties::default()
-        .with_content_type("application/cloudevents-batch+json".into());
-    assert!(matches!(decode(&props, b"[]"), Err(BindingError::UnsupportedStructuredFormat(_))));
+    let props =
+        BasicProperties::default().with_content_type("application/cloudevents-batch+json".into());
+    assert!(matches!(
+        decode(&props, b"[]"),
+        Err(BindingError::UnsupportedStructuredFormat(_))
+    ));
 }
 
 fn arb_json() -> impl Strategy<Value = serde_json::Value> {

@@ -48,14 +48,7 @@ pub async fn publish(
         body: message.body,
     };
     let exchange = topology.events_exchange();
-    let to_events = publish_confirmed(
-        channel,
-        &exchange,
-        &key,
-        message.clone(),
-        false,
-        timeout,
-    );
+    let to_events = publish_confirmed(channel, &exchange, &key, message.clone(), false, timeout);
     match reply_to {
         // The reply queue may be gone (its gateway died): not mandatory, the caller can poll.
         Some(reply) => {
@@ -68,7 +61,10 @@ pub async fn publish(
 }
 
 fn build(function: &FunctionName, request: &Event, job: &JobRecord) -> Result<Event, PublishError> {
-    let outcome = job.state.outcome().unwrap_or(surge_contract::job::Outcome::Failed);
+    let outcome = job
+        .state
+        .outcome()
+        .unwrap_or(surge_contract::job::Outcome::Failed);
     let data = match (&job.result, &job.error) {
         (Some(result), _) if outcome == surge_contract::job::Outcome::Completed => result.clone(),
         (_, Some(error)) => error.clone(),

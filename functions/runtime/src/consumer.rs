@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+};
 use lapin::types::FieldTable;
 use surge_contract::broker::{self, Backoff};
 use tokio_util::sync::CancellationToken;
@@ -56,9 +58,14 @@ async fn session<F: Function>(
     };
     let setup = async {
         let publish = connection.create_channel().await?;
-        publish.confirm_select(ConfirmSelectOptions::default()).await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         worker.topology.declare_exchanges(&publish).await?;
-        worker.topology.declare_function(&publish, &worker.name).await?;
+        worker
+            .topology
+            .declare_function(&publish, &worker.name)
+            .await?;
         let consume = connection.create_channel().await?;
         consume
             .basic_qos(settings.function.concurrency, BasicQosOptions::default())
@@ -108,7 +115,10 @@ async fn session<F: Function>(
         let grace = settings.function.grace_period();
         tracing::info!(in_flight = in_flight.len(), ?grace, "draining");
         if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
-            tracing::warn!(left = in_flight.len(), "grace period over: unfinished jobs go back to the queue");
+            tracing::warn!(
+                left = in_flight.len(),
+                "grace period over: unfinished jobs go back to the queue"
+            );
         }
     }
     // Closing hands every unacked delivery back to the queue.

@@ -73,6 +73,18 @@ pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::
     })
 }
 
+/// Locks the job's row for the handler's transaction and returns its state. While one
+/// delivery holds it, a duplicate delivery of the same job waits here (or in its claim) instead
+/// of running the handler alongside; once it gets the lock it sees the job finished.
+pub async fn lock(tx: &mut PgConnection, id: JobId) -> Result<JobState, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT state AS "state: JobState" FROM job WHERE id = $1 FOR UPDATE"#,
+        id.0,
+    )
+    .fetch_one(tx)
+    .await
+}
+
 /// The time a job finished, when this call is the one that finished it.
 pub type Finished = Option<DateTime<Utc>>;
 

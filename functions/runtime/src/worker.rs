@@ -92,16 +92,15 @@ impl<F: Function> Worker<F> {
             }
         };
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
-        let reply_to = delivery
-            .properties
-            .reply_to()
-            .as_ref()
-            .map(|q| ReplyTo {
-                queue: q.to_string(),
-            });
+        let reply_to = delivery.properties.reply_to().as_ref().map(|q| ReplyTo {
+            queue: q.to_string(),
+        });
 
         let outcome = if job.state.is_terminal() {
-            tracing::info!(state = job.state.as_str(), "redelivered finished job: answering from its record");
+            tracing::info!(
+                state = job.state.as_str(),
+                "redelivered finished job: answering from its record"
+            );
             RunOutcome::Finished(job)
         } else if job.attempts > self.max_attempts() {
             let problem = Problem::new(types::JOB_DEAD, "Job ran out of attempts")
@@ -116,23 +115,30 @@ impl<F: Function> Worker<F> {
             self.attempt(job, input).await
         };
         match outcome {
-            RunOutcome::Finished(job) => self.complete(&channel, delivery, &event, &job, reply_to.as_ref()).await,
+            RunOutcome::Finished(job) => {
+                self.complete(&channel, delivery, &event, &job, reply_to.as_ref())
+                    .await
+            }
             RunOutcome::Retry => nack(delivery).await,
         }
     }
 
     /// Runs the handler once in the job's transaction and records what came of it.
     async fn attempt(&self, job: JobRecord, input: Value) -> RunOutcome {
-        let mut tx = match self.db(|| self.pool.begin()).await {
-            Ok(tx) => tx,
+        let mut tx = match self.locked(&job).await {
+            Ok(Some(tx)) => tx,
+            Ok(None) => return self.reload(job).await,
             Err(e) => return self.retry(job, retryable_problem(&e.to_string())).await,
         };
         let input: F::Input = match serde_json::from_value(input) {
             Ok(input) => input,
             Err(e) => {
                 drop(tx);
-                let problem = Problem::new(types::JOB_INVALID_INPUT, "Input does not match the function")
-                    .with_detail(format!("{}: {e}", self.name));
+                let problem = Problem::new(
+                    types::JOB_INVALID_INPUT,
+                    "Input does not match the function",
+                )
+                .with_detail(format!("{}: {e}", self.name));
                 return self.finish_with(job, JobState::Failed, problem).await;
             }
         };
@@ -144,12 +150,18 @@ impl<F: Function> Worker<F> {
         let run = AssertUnwindSafe(self.function.handle(input, &mut ctx)).catch_unwind();
         let timeout = self.settings.function.timeout();
         let result = match tokio::time::timeout(timeout, run).await {
-            Err(_) => Err(HandlerError::retryable(format!("the handler took longer than {timeout:?}"))),
-            Ok(Err(panic)) => Err(HandlerError::retryable(format!("the handler panicked: {}", panic_text(&panic)))),
+            Err(_) => Err(HandlerError::retryable(format!(
+                "the handler took longer than {timeout:?}"
+            ))),
+            Ok(Err(panic)) => Err(HandlerError::retryable(format!(
+                "the handler panicked: {}",
+                panic_text(&panic)
+            ))),
             Ok(Ok(result)) => result,
         };
         let output = match result.and_then(|out| {
-            serde_json::to_value(out).map_err(|e| HandlerError::permanent("Output cannot be serialized", e.to_string()))
+            serde_json::to_value(out)
+                .map_err(|e| HandlerError::permanent("Output cannot be serialized", e.to_string()))
         }) {
             Ok(output) => output,
             Err(HandlerError::Permanent { title, detail }) => {
@@ -190,18 +202,47 @@ impl<F: Function> Worker<F> {
         }
     }
 
+    /// Opens the job's transaction holding its row lock. `None`: the job finished while this
+    /// delivery waited for the lock (a duplicate delivery of a job that was running).
+    async fn locked(
+        &self,
+        job: &JobRecord,
+    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            let mut tx = self.db(|| self.pool.begin()).await?;
+            match store::lock(&mut tx, job.id).await {
+                Ok(state) if state.is_terminal() => return Ok(None),
+                Ok(_) => return Ok(Some(tx)),
+                Err(e) if is_transient(&e) => {
+                    drop(tx);
+                    let delay = backoff.next_delay();
+                    tracing::info!(error = %e, ?delay, "the job is locked by another delivery; waiting");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// A retryable failure: keep its reason, and either hand the job back or, out of
     /// attempts, mark it dead.
     async fn retry(&self, job: JobRecord, problem: Problem) -> RunOutcome {
         if job.attempts >= self.max_attempts() {
             let reason = problem.detail.clone().unwrap_or_default();
             let dead = Problem::new(types::JOB_DEAD, "Job ran out of attempts")
-                .with_detail(format!("failed {} attempts; the last: {reason}", job.attempts))
+                .with_detail(format!(
+                    "failed {} attempts; the last: {reason}",
+                    job.attempts
+                ))
                 .with_extension("attempts", job.attempts);
             return self.finish_with(job, JobState::Dead, dead).await;
         }
         let json = problem.to_json();
-        if let Err(e) = self.db(|| store::record_attempt_error(&self.pool, job.id, &json)).await {
+        if let Err(e) = self
+            .db(|| store::record_attempt_error(&self.pool, job.id, &json))
+            .await
+        {
             tracing::warn!(error = %e, "keeping the attempt's error failed");
         }
         // Holding the delivery for the delay (bounded by prefetch) keeps a failing job from
@@ -212,9 +253,16 @@ impl<F: Function> Worker<F> {
 
     async fn finish_with(&self, job: JobRecord, state: JobState, problem: Problem) -> RunOutcome {
         let json = problem.to_json();
-        match self.db(|| store::finish_with_error(&self.pool, job.id, state, &json)).await {
+        match self
+            .db(|| store::finish_with_error(&self.pool, job.id, state, &json))
+            .await
+        {
             Ok(Some(finished_at)) => {
-                tracing::info!(state = state.as_str(), detail = problem.detail.as_deref().unwrap_or(""), "job finished without a result");
+                tracing::info!(
+                    state = state.as_str(),
+                    detail = problem.detail.as_deref().unwrap_or(""),
+                    "job finished without a result"
+                );
                 RunOutcome::Finished(JobRecord {
                     state,
                     error: Some(json),
@@ -243,9 +291,26 @@ impl<F: Function> Worker<F> {
 
     /// Publishes the completion, then acks. A failed publish hands the message back: the
     /// redelivery republishes from the record.
-    async fn complete(&self, channel: &Channel, delivery: Delivery, request: &Event, job: &JobRecord, reply_to: Option<&ReplyTo>) {
+    async fn complete(
+        &self,
+        channel: &Channel,
+        delivery: Delivery,
+        request: &Event,
+        job: &JobRecord,
+        reply_to: Option<&ReplyTo>,
+    ) {
         let timeout = self.settings.broker.publish_timeout();
-        match completion::publish(channel, &self.topology, &self.name, request, job, reply_to, timeout).await {
+        match completion::publish(
+            channel,
+            &self.topology,
+            &self.name,
+            request,
+            job,
+            reply_to,
+            timeout,
+        )
+        .await
+        {
             Ok(()) => ack(delivery).await,
             Err(e) => {
                 tracing::warn!(error = %e, "publishing the completion failed; the job will be redelivered");
@@ -259,7 +324,10 @@ impl<F: Function> Worker<F> {
     async fn dead_letter(&self, channel: &Channel, delivery: Delivery, reason: String) {
         tracing::warn!(%reason, function = %self.name, "dead-lettering a message that is not a valid job");
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert(DEAD_REASON_HEADER.into(), AMQPValue::LongString(LongString::from(reason)));
+        headers.insert(
+            DEAD_REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
         let message = AmqpMessage {
             properties: delivery.properties.clone().with_headers(headers),
             body: delivery.data.clone(),
@@ -310,10 +378,18 @@ impl<F: Function> Worker<F> {
 /// Errors that say the database is unreachable or restarting, not that the statement is wrong.
 fn is_transient(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            // 08: connection exception; 57P0x: admin/crash shutdown; 40001/40P01: retry.
-            c.starts_with("08") || c.starts_with("57P0") || c == "40001" || c == "40P01"
+            // 08: connection exception; 57P0x: admin/crash shutdown; 40001/40P01: retry;
+            // 55P03: lock_not_available (another delivery of the same job holds its row).
+            c.starts_with("08")
+                || c.starts_with("57P0")
+                || c == "40001"
+                || c == "40P01"
+                || c == "55P03"
         }),
         _ => false,
     }
@@ -332,10 +408,17 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn trace_carrier(event: &Event) -> HashMap<String, String> {
-    [surge_contract::job::ext::TRACEPARENT, surge_contract::job::ext::TRACESTATE]
-        .into_iter()
-        .filter_map(|name| event.extension(name).map(|v| (name.to_owned(), v.to_string())))
-        .collect()
+    [
+        surge_contract::job::ext::TRACEPARENT,
+        surge_contract::job::ext::TRACESTATE,
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        event
+            .extension(name)
+            .map(|v| (name.to_owned(), v.to_string()))
+    })
+    .collect()
 }
 
 async fn ack(delivery: Delivery) {

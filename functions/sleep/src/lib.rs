@@ -64,21 +64,33 @@ impl Function for Sleep {
         }
         match input.fail {
             Some(FailureKind::Permanent) => {
-                return Err(HandlerError::permanent("Asked to fail", "the input asked for a permanent failure"));
+                return Err(HandlerError::permanent(
+                    "Asked to fail",
+                    "the input asked for a permanent failure",
+                ));
             }
             Some(FailureKind::Retryable) => {
-                return Err(HandlerError::retryable("the input asked for a retryable failure"));
+                return Err(HandlerError::retryable(
+                    "the input asked for a retryable failure",
+                ));
             }
             None => {}
         }
         if input.succeed_on_attempt.is_some_and(|n| ctx.attempt() < n) {
-            return Err(HandlerError::retryable(format!("attempt {} is before the one asked to succeed", ctx.attempt())));
+            return Err(HandlerError::retryable(format!(
+                "attempt {} is before the one asked to succeed",
+                ctx.attempt()
+            )));
         }
         let job_id = ctx.job_id().0;
         let slept = i64::try_from(input.ms).unwrap_or(i64::MAX);
-        sqlx::query!("INSERT INTO sleep_run (job_id, slept_ms) VALUES ($1, $2)", job_id, slept)
-            .execute(ctx.db())
-            .await?;
+        sqlx::query!(
+            "INSERT INTO sleep_run (job_id, slept_ms) VALUES ($1, $2)",
+            job_id,
+            slept
+        )
+        .execute(ctx.db())
+        .await?;
         Ok(SleepOutput {
             slept_ms: input.ms,
             attempt: ctx.attempt(),

@@ -202,12 +202,17 @@ impl Supervisor {
     /// Declares everything this replica relies on and opens its channels.
     async fn declare(&self, connection: &Connection) -> anyhow::Result<(Channel, lapin::Consumer)> {
         let publish = connection.create_channel().await?;
-        publish.confirm_select(ConfirmSelectOptions::default()).await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         self.topology.declare_exchanges(&publish).await?;
         for function in &self.functions {
             self.topology.declare_function(&publish, function).await?;
         }
-        let reply_queue = self.topology.declare_reply_queue(&publish, &self.replica).await?;
+        let reply_queue = self
+            .topology
+            .declare_reply_queue(&publish, &self.replica)
+            .await?;
         let consume = connection.create_channel().await?;
         // Replies are only useful to a live caller: no acks, nothing to redeliver.
         let replies = consume

@@ -91,7 +91,12 @@ mod tests {
     use std::time::Duration;
 
     fn event() -> Completion {
-        EventBuilderV10::new().id("1").source("/t").ty("t").build().unwrap()
+        EventBuilderV10::new()
+            .id("1")
+            .source("/t")
+            .ty("t")
+            .build()
+            .unwrap()
     }
 
     #[tokio::test]
@@ -111,7 +116,10 @@ mod tests {
         let waiter = waiters.register(job).unwrap();
         assert!(waiter.wait(Duration::from_millis(10)).await.is_none());
         assert_eq!(waiters.len(), 0);
-        assert!(!waiters.complete(job, event()), "a late completion finds no one");
+        assert!(
+            !waiters.complete(job, event()),
+            "a late completion finds no one"
+        );
     }
 
     #[test]

@@ -158,7 +158,9 @@ async fn list(
     let max = state.http.max_page_size;
     let limit = params.limit.unwrap_or(20);
     if !(1..=max).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and {max}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {max}"
+        )));
     }
     let before = params
         .before
@@ -198,7 +200,10 @@ fn accepted(view: JobView, async_preferred: bool) -> Response {
         headers.insert(header::LOCATION, location);
     }
     if async_preferred {
-        headers.insert("preference-applied", HeaderValue::from_static("respond-async"));
+        headers.insert(
+            "preference-applied",
+            HeaderValue::from_static("respond-async"),
+        );
     }
     response
 }
@@ -208,7 +213,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let bad = || ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into());
+    let bad =
+        || ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into());
     let key = value.to_str().map_err(|_| bad())?;
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
@@ -234,9 +240,9 @@ impl Preferences {
             .flat_map(|v| v.split(','))
             .map(str::trim);
         for token in tokens {
-            let (name, value) = token
-                .split_once('=')
-                .map_or((token, None), |(n, v)| (n.trim(), Some(v.trim().trim_matches('"'))));
+            let (name, value) = token.split_once('=').map_or((token, None), |(n, v)| {
+                (n.trim(), Some(v.trim().trim_matches('"')))
+            });
             match (name.to_ascii_lowercase().as_str(), value) {
                 ("respond-async", _) => prefs.respond_async = true,
                 ("wait", Some(secs)) => prefs.wait = secs.parse().ok().map(Duration::from_secs),
@@ -262,15 +268,36 @@ mod tests {
     #[test]
     fn prefer_is_parsed_as_rfc_7240() {
         let p = Preferences::parse(&headers(&[("prefer", "respond-async, wait=10")]));
-        assert_eq!(p, Preferences { respond_async: true, wait: Some(Duration::from_secs(10)) });
-        let p = Preferences::parse(&headers(&[("prefer", "handling=lenient"), ("prefer", "wait=3")]));
-        assert_eq!(p, Preferences { respond_async: false, wait: Some(Duration::from_secs(3)) });
-        assert_eq!(Preferences::parse(&headers(&[("prefer", "wait=soon")])), Preferences::default());
+        assert_eq!(
+            p,
+            Preferences {
+                respond_async: true,
+                wait: Some(Duration::from_secs(10))
+            }
+        );
+        let p = Preferences::parse(&headers(&[
+            ("prefer", "handling=lenient"),
+            ("prefer", "wait=3"),
+        ]));
+        assert_eq!(
+            p,
+            Preferences {
+                respond_async: false,
+                wait: Some(Duration::from_secs(3))
+            }
+        );
+        assert_eq!(
+            Preferences::parse(&headers(&[("prefer", "wait=soon")])),
+            Preferences::default()
+        );
     }
 
     #[test]
     fn idempotency_keys_are_checked() {
-        assert_eq!(idempotency_key(&headers(&[("idempotency-key", "order-42")])).unwrap(), Some("order-42"));
+        assert_eq!(
+            idempotency_key(&headers(&[("idempotency-key", "order-42")])).unwrap(),
+            Some("order-42")
+        );
         assert!(idempotency_key(&headers(&[("idempotency-key", "has space")])).is_err());
         assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
     }

@@ -56,7 +56,11 @@ pub async fn insert(pool: &PgPool, job: &NewJob<'_>) -> Result<Option<DateTime<U
 }
 
 /// The owner's job with this idempotency key.
-pub async fn by_idempotency_key(pool: &PgPool, owner: Uuid, key: &str) -> Result<Option<JobRow>, sqlx::Error> {
+pub async fn by_idempotency_key(
+    pool: &PgPool,
+    owner: Uuid,
+    key: &str,
+) -> Result<Option<JobRow>, sqlx::Error> {
     sqlx::query_as!(
         JobRow,
         r#"
@@ -89,7 +93,12 @@ pub async fn get(pool: &PgPool, owner: Uuid, id: JobId) -> Result<Option<JobRow>
 
 /// The owner's jobs, newest first, older than `before` when given (keyset pagination over the
 /// time-ordered ids, served by `job_owner_id_idx`).
-pub async fn list(pool: &PgPool, owner: Uuid, before: Option<JobId>, limit: i64) -> Result<Vec<JobRow>, sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    owner: Uuid,
+    before: Option<JobId>,
+    limit: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
     sqlx::query_as!(
         JobRow,
         r#"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up of this machine for Surge's run, test and bench commands:
+# the local Postgres and RabbitMQ running, and the tools the recipes call installed.
+# Safe to run any number of times; does nothing that is already done.
+set -euo pipefail
+
+say() { echo "setup: $*" >&2; }
+
+# --- Postgres (127.0.0.1:5432, trust, user postgres) ---
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  version=$(ls /etc/postgresql | sort -n | tail -1)
+  say "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 60); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.5; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 -q || { say "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
+
+# --- RabbitMQ (127.0.0.1:5672, guest/guest) ---
+if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+  say "starting RabbitMQ"
+  rabbitmq-server -detached
+  for _ in $(seq 120); do rabbitmq-diagnostics -q ping >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+rabbitmq-diagnostics -q ping >/dev/null 2>&1 || { say "RabbitMQ does not answer"; exit 1; }
+
+# --- tools ---
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  say "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+if [ "${SURGE_SETUP_SQLX:-0}" = 1 ] && ! command -v sqlx >/dev/null 2>&1; then
+  say "installing sqlx-cli (about 2 minutes, once)"
+  cargo install sqlx-cli --no-default-features --features postgres,rustls
+fi

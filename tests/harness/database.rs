@@ -1,0 +1,66 @@
+//! A database of its own for each test, migrated like production; dropped at the end.
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates an empty database (no schema).
+    pub async fn empty(name: &str) -> Self {
+        let server = crate::postgres_server_url();
+        let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .expect("connect to Postgres (is it running on 127.0.0.1:5432?)");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = format!("{server}/{name}");
+        let pool = PgPool::connect(&url)
+            .await
+            .expect("connect to test database");
+        Self {
+            name: name.to_owned(),
+            url,
+            pool,
+        }
+    }
+
+    /// Creates a database with Surge's schema, applied by the same code `surge migrate` runs.
+    pub async fn migrated(name: &str) -> Self {
+        let db = Self::empty(name).await;
+        surge_contract::schema::migrate(&db.pool)
+            .await
+            .expect("migrate test database");
+        db
+    }
+
+    /// Drops a test database, disconnecting whoever is still on it. Blocking: used from Drop.
+    pub fn drop_blocking(name: &str) {
+        let name = name.to_owned();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let server = crate::postgres_server_url();
+                if let Ok(mut admin) = PgConnection::connect(&format!("{server}/postgres")).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}

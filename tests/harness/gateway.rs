@@ -1,0 +1,242 @@
+//! A whole Surge for one test: its database, its broker prefix, the gateway in-process on
+//! port 0, and function processes on demand.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::Value;
+use surge_gateway::config::GatewaySettings;
+use surge_gateway::startup::Application;
+use tokio_util::sync::CancellationToken;
+
+use crate::{BrokerProbe, FunctionProcess, TestDatabase, eventually};
+
+/// The API key the test gateway accepts.
+pub const TEST_API_KEY: &str = "test-dev-key-0123456789";
+
+/// Options for a test's Surge.
+#[derive(Debug, Clone)]
+pub struct TestAppBuilder {
+    pub max_attempts: u32,
+    pub sync_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+}
+
+impl Default for TestAppBuilder {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            sync_timeout_ms: 20_000,
+            body_limit_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl TestAppBuilder {
+    pub async fn spawn(self) -> TestApp {
+        crate::init_telemetry();
+        let name = crate::unique_name();
+        let db = TestDatabase::migrated(&name).await;
+        let prefix = format!("{name}-");
+        let mut settings = GatewaySettings::default();
+        settings.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.http.sync_timeout_ms = self.sync_timeout_ms;
+        settings.http.body_limit_bytes = self.body_limit_bytes;
+        settings.database.url = SecretString::from(db.url.clone());
+        settings.broker.url = SecretString::from(crate::amqp_url());
+        settings.broker.prefix = prefix.clone();
+        settings.broker.reconnect_max_ms = 500;
+        settings.jobs.max_attempts = self.max_attempts;
+        settings.dev.api_key = Some(SecretString::from(TEST_API_KEY));
+        let shutdown = CancellationToken::new();
+        let app = Application::build(settings.clone(), shutdown.clone())
+            .await
+            .expect("build the gateway");
+        let addr = app.local_addr().expect("local addr");
+        let bus = app.state().bus.clone();
+        let server = tokio::spawn(app.run_until_stopped());
+        assert!(
+            bus.wait_connected(Duration::from_secs(10)).await,
+            "gateway broker link up"
+        );
+        TestApp {
+            addr,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            db,
+            prefix,
+            settings,
+            options: self,
+            shutdown,
+            server: Some(server),
+            spawned: 0,
+        }
+    }
+}
+
+/// One test's Surge.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub prefix: String,
+    pub settings: GatewaySettings,
+    pub options: TestAppBuilder,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    spawned: usize,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        TestAppBuilder::default().spawn().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A request with the test's API key.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("x-api-key", TEST_API_KEY)
+    }
+
+    /// `POST /jobs/{function}` with a JSON body.
+    pub async fn post_job(&self, function: &str, body: &Value) -> Response {
+        self.request(Method::POST, &format!("/jobs/{function}"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /jobs")
+    }
+
+    /// Reads a JSON body after checking the status.
+    pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+        let got = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(got, status, "unexpected status; body: {text}");
+        serde_json::from_str(&text).expect("JSON body")
+    }
+
+    /// The environment a function process of this test runs with.
+    pub fn function_env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = vec![
+            ("SURGE_DATABASE__URL".into(), self.db.url.clone()),
+            ("SURGE_DATABASE__MAX_CONNECTIONS".into(), "4".into()),
+            ("SURGE_BROKER__URL".into(), crate::amqp_url()),
+            ("SURGE_BROKER__PREFIX".into(), self.prefix.clone()),
+            ("SURGE_BROKER__RECONNECT_MAX_MS".into(), "500".into()),
+            (
+                "SURGE_JOBS__MAX_ATTEMPTS".into(),
+                self.options.max_attempts.to_string(),
+            ),
+            ("SURGE_FUNCTION__RETRY_DELAY_MS".into(), "20".into()),
+            ("SURGE_TELEMETRY__LOG_FILTER".into(), "info".into()),
+        ];
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        env
+    }
+
+    /// Spawns a function process and waits until it consumes its queue.
+    pub async fn start_function(
+        &mut self,
+        function: &str,
+        extra: &[(&str, &str)],
+    ) -> FunctionProcess {
+        let probe = BrokerProbe::connect().await;
+        let queue = format!("{}fn.{function}", self.prefix);
+        let before = probe.queue_counts(&queue).await.1;
+        self.spawned += 1;
+        let log = format!("{}{function}-{}", self.prefix, self.spawned);
+        let mut process = FunctionProcess::spawn(function, &self.function_env(extra), &log);
+        let waited = tokio::time::timeout(Duration::from_secs(15), async {
+            eventually(
+                "the function to consume",
+                Duration::from_secs(15),
+                || async { (probe.queue_counts(&queue).await.1 > before).then_some(()) },
+            )
+            .await
+        })
+        .await;
+        if waited.is_err() {
+            let status = process.wait(Duration::from_millis(100)).await;
+            panic!(
+                "{function} did not start ({status}); its output:\n{}",
+                process.output()
+            );
+        }
+        process
+    }
+
+    /// The job's state as recorded.
+    pub async fn job_state(&self, id: &str) -> Option<String> {
+        sqlx::query_scalar::<_, String>("SELECT state::text FROM job WHERE id = $1::uuid")
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await
+            .expect("read job state")
+    }
+
+    /// How many times the `sleep` function's effect happened for a job.
+    pub async fn sleep_runs(&self, id: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sleep_run WHERE job_id = $1::uuid")
+            .bind(id)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count sleep runs")
+    }
+
+    /// Waits until the job reaches `state`.
+    pub async fn wait_for_state(&self, id: &str, state: &str, timeout: Duration) {
+        eventually(&format!("job {id} to be {state}"), timeout, || async {
+            (self.job_state(id).await.as_deref() == Some(state)).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops the gateway gracefully.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let prefix = self.prefix.clone();
+        let functions: Vec<String> = self
+            .settings
+            .functions
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let probe = BrokerProbe::connect().await;
+                let names: Vec<&str> = functions.iter().map(String::as_str).collect();
+                probe.delete_topology(&prefix, &names).await;
+            });
+        })
+        .join();
+        TestDatabase::drop_blocking(&self.db.name);
+    }
+}

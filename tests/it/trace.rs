@@ -1,0 +1,69 @@
+//! A job is one trace: `traceparent` travels in the CloudEvent from the gateway's request span
+//! to the function's span and back on the completion.
+
+use std::time::Duration;
+
+use cloudevents::AttributesReader;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use surge_contract::telemetry::trace_id_of;
+use surge_tests::{BrokerProbe, TestApp};
+
+#[tokio::test]
+async fn the_gateways_and_the_functions_spans_share_one_trace_id() {
+    let mut app = TestApp::spawn().await;
+    let _echo = app.start_function("echo", &[]).await;
+    let probe = BrokerProbe::connect().await;
+    let mut completions = probe
+        .subscribe(&format!("{}surge.events", app.prefix), "#")
+        .await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let response = app
+        .request(Method::POST, "/jobs/echo")
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&json!({"traced": true}))
+        .send()
+        .await
+        .unwrap();
+    let gateway_tp = response.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let job = TestApp::expect_json(response, StatusCode::OK).await;
+    assert_eq!(
+        trace_id_of(&gateway_tp),
+        Some(trace_id),
+        "the gateway continued the caller's trace"
+    );
+
+    // The request event carried the gateway's context; the job record keeps it.
+    let recorded: String = sqlx::query_scalar("SELECT trace_parent FROM job WHERE id = $1::uuid")
+        .bind(job["id"].as_str().unwrap())
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(trace_id_of(&recorded), Some(trace_id));
+
+    // The completion was published from the function's span: same trace, its own span id.
+    let delivery = BrokerProbe::next(&mut completions, Duration::from_secs(10)).await;
+    let event = surge_contract::binding::decode(&delivery.properties, &delivery.data).unwrap();
+    assert_eq!(event.subject(), job["id"].as_str());
+    let function_tp = event
+        .extension("traceparent")
+        .expect("traceparent on the completion")
+        .to_string();
+    assert_eq!(
+        trace_id_of(&function_tp),
+        Some(trace_id),
+        "one trace id end to end"
+    );
+    let span_of = |tp: &str| tp.split('-').nth(2).unwrap().to_owned();
+    assert_ne!(
+        span_of(&function_tp),
+        span_of(&gateway_tp),
+        "the function's span is its own"
+    );
+    assert_ne!(span_of(&function_tp), caller_span);
+}

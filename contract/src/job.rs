@@ -177,6 +177,10 @@ pub mod ext {
     pub const ENTITY: &str = "surgeentity";
     /// On completions: the job's final state (`succeeded`, `failed`, `dead`).
     pub const STATE: &str = "surgestate";
+    /// The reply queue of a waiting caller, for transports that drop AMQP's `reply_to`
+    /// (Knative's RabbitmqSource turns messages into HTTP requests). Honoured only for queues
+    /// named like Surge's reply queues.
+    pub const REPLY_TO: &str = "surgereplyto";
     /// On completions: how many attempts the job took.
     pub const ATTEMPTS: &str = "surgeattempts";
 }

@@ -10,6 +10,8 @@ pub mod binding;
 pub mod broker;
 /// Job ids, states, event types and the extensions Surge puts on events.
 pub mod job;
+/// The supervised broker connection every process uses.
+pub mod link;
 /// Problem details (RFC 9457) and their stable types.
 pub mod problem;
 /// Database migrations and the schema check every process runs at start.

@@ -81,6 +81,16 @@ impl Topology {
         format!("{}surge.reply.{replica}", self.prefix)
     }
 
+    /// Whether `queue` is one of this installation's reply queues: the only queues a
+    /// completion may be sent to by name taken from an event.
+    pub fn is_reply_queue(&self, queue: &str) -> bool {
+        queue
+            .strip_prefix(&self.reply_queue(""))
+            .is_some_and(|replica| {
+                !replica.is_empty() && replica.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
+    }
+
     /// Declares the three exchanges.
     pub async fn declare_exchanges(&self, channel: &Channel) -> Result<(), TopologyError> {
         let durable = ExchangeDeclareOptions {
@@ -209,6 +219,10 @@ mod tests {
         assert_eq!(t.function_queue(&f), "t1-fn.echo");
         assert_eq!(t.dead_queue(&f), "t1-fn.echo.dead");
         assert_eq!(t.reply_queue("r1"), "t1-surge.reply.r1");
+        assert!(t.is_reply_queue("t1-surge.reply.r1"));
+        assert!(!t.is_reply_queue("t1-fn.echo"));
+        assert!(!t.is_reply_queue("t1-surge.reply."));
+        assert!(!t.is_reply_queue("t2-surge.reply.r1"));
     }
 
     #[test]

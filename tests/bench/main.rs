@@ -1,1 +1,78 @@
-fn main() {}
+//! `just bench`: a sync `echo` round trip through Surge (HTTP → gateway → RabbitMQ → function →
+//! Postgres → completion → reply) against a raw lapin request/reply between two processes
+//! (persistent messages with publisher confirms, as Surge must use), measured in the same run
+//! on the same machine. Reported as a table with the ratios the targets are stated in.
+
+mod raw;
+mod stats;
+mod surge;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::stats::Measurement;
+
+#[derive(Debug, Parser)]
+#[command(name = "surge-bench")]
+struct Args {
+    /// Where the release binaries are (`surge`, `surge-echo`).
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Seconds measured per scenario (after a warm-up of a quarter of that).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent callers, one scenario each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 64])]
+    callers: Vec<usize>,
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Internal: the raw baseline's responder process.
+    Responder {
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        prefetch: u16,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Role::Responder { queue, prefetch }) = args.role {
+        return raw::respond(&queue, prefetch).await;
+    }
+    let duration = Duration::from_secs(args.seconds);
+    let max_callers = args.callers.iter().copied().max().unwrap_or(1);
+
+    let mut rows: Vec<(String, usize, Measurement)> = Vec::new();
+    let raw_bench = raw::RawBench::start(max_callers).await?;
+    for &callers in &args.callers {
+        rows.push((
+            "raw lapin request/reply".into(),
+            callers,
+            raw_bench.measure(callers, duration).await,
+        ));
+    }
+    raw_bench.stop().await;
+
+    let surge_bench = surge::SurgeBench::start(&args.bin_dir, max_callers).await?;
+    for &callers in &args.callers {
+        rows.push((
+            "surge sync echo (HTTP)".into(),
+            callers,
+            surge_bench.measure(callers, duration).await,
+        ));
+    }
+    surge_bench.stop().await;
+
+    let report = stats::report(&rows, duration);
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, report.as_bytes())?;
+    Ok(())
+}

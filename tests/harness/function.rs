@@ -41,15 +41,30 @@ impl FunctionProcess {
     /// Spawns `surge-<function>` with `env` (on top of a clean `SURGE_*` environment).
     pub fn spawn(function: &str, env: &[(String, String)], log_name: &str) -> Self {
         let binary = bin_dir().join(format!("surge-{function}"));
+        Self::spawn_binary(&binary, &[], env, log_name)
+    }
+
+    /// Spawns any binary the same way (the gateway, a benchmark's second process).
+    pub fn spawn_binary(
+        binary: &std::path::Path,
+        args: &[&str],
+        env: &[(String, String)],
+        log_name: &str,
+    ) -> Self {
         assert!(
             binary.exists(),
             "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`)",
             binary.display()
         );
+        let function = binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let log = log_dir().join(format!("{log_name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let err = file.try_clone().expect("log file");
-        let mut command = Command::new(&binary);
+        let mut command = Command::new(binary);
+        command.args(args);
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SURGE_")) {
             command.env_remove(key);
         }
@@ -61,7 +76,7 @@ impl FunctionProcess {
             .kill_on_drop(true);
         let child = command.spawn().expect("spawn function");
         Self {
-            name: function.to_owned(),
+            name: function,
             log,
             child,
         }

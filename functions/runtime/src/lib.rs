@@ -8,12 +8,14 @@
 
 /// Completion events: built from a job's record, published with confirms.
 mod completion;
-/// The broker session: connect, declare, consume, reconnect with backoff, drain.
+/// The link handlers: consuming the queue (AMQP mode) or only publishing (HTTP mode).
 mod consumer;
 /// What a function implements: the handler trait, its context and its errors.
 mod handler;
 /// Starting a function process: settings, telemetry, schema check, signals.
 mod process;
+/// The HTTP port: health, readiness and, in HTTP mode, the CloudEvents receiver.
+mod server;
 /// Runtime settings.
 pub mod settings;
 /// SQL of the job lifecycle on the function side.

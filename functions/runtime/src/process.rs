@@ -1,18 +1,20 @@
-//! Starting a function process: load settings, start telemetry, check the schema, consume
-//! until SIGTERM, drain, exit 0.
+//! Starting a function process: load settings, start telemetry, check the schema, take jobs
+//! (from the queue, or over HTTP) until SIGTERM, drain, exit 0.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use surge_contract::job::FunctionName;
+use surge_contract::link::Link;
 use surge_contract::telemetry::Telemetry;
 use surge_contract::topology::Topology;
 use surge_contract::{schema, settings, shutdown};
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer;
+use crate::consumer::{Consuming, Publishing};
 use crate::handler::Function;
-use crate::settings::RuntimeSettings;
+use crate::server::{self, ServerState};
+use crate::settings::{Mode, RuntimeSettings};
 use crate::worker::Worker;
 
 /// Runs `function` as a process: everything a function's `main` needs.
@@ -41,14 +43,86 @@ pub async fn run_with<F: Function>(
     let pool = settings.database.connect().await?;
     schema::ensure_current(&pool).await?;
     let topology = Topology::new(settings.broker.prefix.clone(), settings.jobs.max_attempts);
+    let link_name = format!("{}fn-{name}", topology.prefix());
+    let broker = settings.broker.clone();
+    let mode = settings.function.mode;
+    let http_addr = settings.function.http_addr;
+    let body_limit = settings.function.body_limit_bytes;
     let worker = Arc::new(Worker {
         function,
-        name,
+        name: name.clone(),
         pool: pool.clone(),
-        topology,
+        topology: topology.clone(),
         settings,
     });
-    consumer::consume(worker, shutdown).await;
+
+    // In HTTP mode the link must outlive the server: requests in flight still publish.
+    let link_stop = match mode {
+        Mode::Amqp => shutdown.clone(),
+        Mode::Http => CancellationToken::new(),
+    };
+    let (link, link_task) = match mode {
+        Mode::Amqp => Link::start(
+            broker,
+            link_name,
+            Arc::new(Consuming::new(Arc::clone(&worker))),
+            link_stop.clone(),
+        ),
+        Mode::Http => Link::start(
+            broker,
+            link_name,
+            Arc::new(Publishing {
+                topology,
+                function: name,
+            }),
+            link_stop.clone(),
+        ),
+    };
+    // The HTTP port stays up while AMQP work drains (probes keep answering, readiness says
+    // draining); in HTTP mode it stops first, so that requests in flight finish before the link.
+    let server_stop = CancellationToken::new();
+    let server = match http_addr {
+        Some(addr) => {
+            let state = Arc::new(ServerState {
+                worker,
+                link,
+                pool: pool.clone(),
+                shutdown: shutdown.clone(),
+            });
+            let router = server::router(state, mode == Mode::Http, body_limit);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on function.http_addr {addr}"))?;
+            tracing::info!(%addr, ?mode, "serving HTTP");
+            let stop = server_stop.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let stop_server = || async {
+        server_stop.cancel();
+        if let Some(server) = server
+            && let Ok(Err(e)) = server.await
+        {
+            tracing::warn!(error = %e, "HTTP server stopped with an error");
+        }
+    };
+    match mode {
+        Mode::Amqp => {
+            let _ = link_task.await;
+            stop_server().await;
+        }
+        Mode::Http => {
+            shutdown.cancelled().await;
+            stop_server().await;
+            link_stop.cancel();
+            let _ = link_task.await;
+        }
+    }
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -17,10 +17,27 @@ pub struct RuntimeSettings {
     pub function: FunctionSettings,
 }
 
+/// Where jobs come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Consume the function's queue (KEDA deployments, `just up`).
+    #[default]
+    Amqp,
+    /// Receive CloudEvents over HTTP (Knative Serving, fed by a RabbitmqSource or a Trigger).
+    Http,
+}
+
 /// How this function runs its jobs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FunctionSettings {
+    pub mode: Mode,
+    /// Serves `/healthz` and `/readyz` (and, in `http` mode, the CloudEvents receiver).
+    /// Required in `http` mode; off by default in `amqp` mode.
+    pub http_addr: Option<std::net::SocketAddr>,
+    /// Largest CloudEvent accepted over HTTP.
+    pub body_limit_bytes: usize,
     /// Jobs run at once by one process; also the AMQP prefetch.
     pub concurrency: u16,
     /// After SIGTERM, how long in-flight jobs may take to finish before they are handed back
@@ -35,6 +52,9 @@ pub struct FunctionSettings {
 impl Default for FunctionSettings {
     fn default() -> Self {
         Self {
+            mode: Mode::Amqp,
+            http_addr: None,
+            body_limit_bytes: 1024 * 1024,
             concurrency: 8,
             grace_period_ms: 30_000,
             timeout_ms: 60_000,
@@ -61,6 +81,11 @@ impl FunctionSettings {
     pub fn validate(&self) -> Result<(), String> {
         if self.concurrency == 0 {
             return Err("function.concurrency must be at least 1".into());
+        }
+        if self.mode == Mode::Http && self.http_addr.is_none() {
+            return Err(
+                "function.mode = http needs function.http_addr (SURGE_FUNCTION__HTTP_ADDR=0.0.0.0:8080)".into(),
+            );
         }
         Ok(())
     }

@@ -48,17 +48,55 @@ enum RunOutcome {
     Retry,
 }
 
+/// What becomes of the message that carried a job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Recorded and its completion published: ack (HTTP: 2xx).
+    Done,
+    /// Another attempt is due: hand it back (HTTP: 503, the sender retries).
+    Retry,
+    /// Not a job this runtime can take: dead-letter it with the reason (HTTP: 400).
+    Reject(String),
+}
+
 impl<F: Function> Worker<F> {
-    /// Processes one delivery on `channel` (the publishing channel of the same connection).
+    /// Processes one AMQP delivery on `channel` (the publishing channel of its connection).
     pub async fn process(self: Arc<Self>, channel: Channel, delivery: Delivery) {
-        let event = match binding::decode(&delivery.properties, &delivery.data) {
-            Ok(event) => event,
+        let decoded = binding::decode(&delivery.properties, &delivery.data)
+            .and_then(|event| Ok((binding::json_data(&event)?, event)));
+        let (input, event) = match decoded {
+            Ok(decoded) => decoded,
             Err(e) => return self.dead_letter(&channel, delivery, e.to_string()).await,
         };
-        let input = match binding::json_data(&event) {
-            Ok(input) => input,
-            Err(e) => return self.dead_letter(&channel, delivery, e.to_string()).await,
-        };
+        let reply_to = delivery
+            .properties
+            .reply_to()
+            .as_ref()
+            .map(|q| q.to_string())
+            .or_else(|| self.reply_to_of(&event));
+        match self.handle(&channel, event, input, reply_to).await {
+            Settlement::Done => ack(delivery).await,
+            Settlement::Retry => nack(delivery).await,
+            Settlement::Reject(reason) => self.dead_letter(&channel, delivery, reason).await,
+        }
+    }
+
+    /// The reply queue an event names in its `surgereplyto` extension, if it is one of ours.
+    pub fn reply_to_of(&self, event: &Event) -> Option<String> {
+        let queue = event
+            .extension(surge_contract::job::ext::REPLY_TO)?
+            .to_string();
+        self.topology.is_reply_queue(&queue).then_some(queue)
+    }
+
+    /// Runs one decoded job event to its settlement; the same for AMQP and HTTP.
+    pub async fn handle(
+        &self,
+        channel: &Channel,
+        event: Event,
+        input: Value,
+        reply_to: Option<String>,
+    ) -> Settlement {
         let span = tracing::info_span!(
             "job",
             otel.name = %format!("process {}", self.name),
@@ -67,12 +105,23 @@ impl<F: Function> Worker<F> {
             event_id = %event.id(),
         );
         set_parent(&span, &trace_carrier(&event));
-        self.run(channel, delivery, event, input)
-            .instrument(span)
-            .await;
+        self.run(
+            channel,
+            &event,
+            input,
+            reply_to.map(|queue| ReplyTo { queue }),
+        )
+        .instrument(span)
+        .await
     }
 
-    async fn run(&self, channel: Channel, delivery: Delivery, event: Event, input: Value) {
+    async fn run(
+        &self,
+        channel: &Channel,
+        event: &Event,
+        input: Value,
+        reply_to: Option<ReplyTo>,
+    ) -> Settlement {
         let source = event.source().to_string();
         let traceparent = event
             .extension(surge_contract::job::ext::TRACEPARENT)
@@ -86,15 +135,9 @@ impl<F: Function> Worker<F> {
         };
         let job = match self.db(|| store::claim(&self.pool, &delivered)).await {
             Ok(job) => job,
-            Err(e) => {
-                let reason = format!("the job cannot be recorded: {e}");
-                return self.dead_letter(&channel, delivery, reason).await;
-            }
+            Err(e) => return Settlement::Reject(format!("the job cannot be recorded: {e}")),
         };
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
-        let reply_to = delivery.properties.reply_to().as_ref().map(|q| ReplyTo {
-            queue: q.to_string(),
-        });
 
         let outcome = if job.state.is_terminal() {
             tracing::info!(
@@ -116,10 +159,9 @@ impl<F: Function> Worker<F> {
         };
         match outcome {
             RunOutcome::Finished(job) => {
-                self.complete(&channel, delivery, &event, &job, reply_to.as_ref())
-                    .await
+                self.complete(channel, event, &job, reply_to.as_ref()).await
             }
-            RunOutcome::Retry => nack(delivery).await,
+            RunOutcome::Retry => Settlement::Retry,
         }
     }
 
@@ -289,16 +331,15 @@ impl<F: Function> Worker<F> {
         }
     }
 
-    /// Publishes the completion, then acks. A failed publish hands the message back: the
-    /// redelivery republishes from the record.
+    /// Publishes the completion; only once it is confirmed may the message be settled. A
+    /// failed publish hands the message back: the redelivery republishes from the record.
     async fn complete(
         &self,
         channel: &Channel,
-        delivery: Delivery,
         request: &Event,
         job: &JobRecord,
         reply_to: Option<&ReplyTo>,
-    ) {
+    ) -> Settlement {
         let timeout = self.settings.broker.publish_timeout();
         match completion::publish(
             channel,
@@ -311,10 +352,10 @@ impl<F: Function> Worker<F> {
         )
         .await
         {
-            Ok(()) => ack(delivery).await,
+            Ok(()) => Settlement::Done,
             Err(e) => {
                 tracing::warn!(error = %e, "publishing the completion failed; the job will be redelivered");
-                nack(delivery).await;
+                Settlement::Retry
             }
         }
     }

@@ -1,21 +1,20 @@
-//! The supervised broker connection of one gateway replica. lapin does not reconnect by
-//! itself: this loop connects, declares the topology (so every function's queue exists before
-//! its first job, even while the function is scaled to zero), opens the reply queue, and on
-//! any loss backs off and starts over. While it is down, publishing answers "unavailable".
+//! The gateway replica's broker link: declares the topology (so every function's queue exists
+//! before its first job, even while the function is scaled to zero), publishes jobs with
+//! confirms, and consumes the replica's reply queue, handing each completion to the caller
+//! waiting for it. Reconnection is `surge_contract::link`'s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
+use lapin::{Channel, Connection, Consumer};
 use surge_contract::binding::{self, AmqpMessage};
-use surge_contract::broker::{self, Backoff, PublishError, publish_confirmed};
+use surge_contract::broker::{PublishError, publish_confirmed};
 use surge_contract::job::{FunctionName, JobId};
+use surge_contract::link::{Link, LinkHandler};
 use surge_contract::settings::BrokerSettings;
 use surge_contract::topology::Topology;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::waiters::{Waiter, Waiters, WaitersFull};
@@ -28,7 +27,7 @@ pub struct Bus {
 
 #[derive(Debug)]
 struct Inner {
-    channel: watch::Receiver<Option<Channel>>,
+    link: Link,
     waiters: Arc<Waiters>,
     topology: Topology,
     reply_queue: String,
@@ -43,23 +42,16 @@ pub enum PublishJobError {
     Publish(#[from] PublishError),
 }
 
-/// What the supervisor needs; moved into its task.
-struct Supervisor {
-    settings: BrokerSettings,
+/// What the link does on each connect and with each reply.
+struct Replies {
     topology: Topology,
     functions: Vec<FunctionName>,
     replica: String,
-    channel: watch::Sender<Option<Channel>>,
     waiters: Arc<Waiters>,
 }
 
-enum SessionEnd {
-    Shutdown,
-    Lost(String),
-}
-
 impl Bus {
-    /// Starts the link's supervisor; it runs until `shutdown`.
+    /// Starts the link; it runs until `shutdown`.
     pub fn start(
         settings: &BrokerSettings,
         topology: Topology,
@@ -68,39 +60,35 @@ impl Bus {
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let replica = uuid::Uuid::new_v4().simple().to_string();
-        let (tx, rx) = watch::channel(None);
         let waiters = Waiters::new(max_waiters);
+        let name = format!("{}gateway-{replica}", topology.prefix());
+        let reply_queue = topology.reply_queue(&replica);
+        let handler = Arc::new(Replies {
+            topology: topology.clone(),
+            functions,
+            replica,
+            waiters: Arc::clone(&waiters),
+        });
+        let (link, task) = Link::start(settings.clone(), name, handler, shutdown);
         let bus = Self {
             inner: Arc::new(Inner {
-                channel: rx,
-                waiters: Arc::clone(&waiters),
-                reply_queue: topology.reply_queue(&replica),
-                topology: topology.clone(),
+                link,
+                waiters,
+                topology,
+                reply_queue,
                 publish_timeout: settings.publish_timeout(),
             }),
         };
-        let supervisor = Supervisor {
-            settings: settings.clone(),
-            topology,
-            functions,
-            replica,
-            channel: tx,
-            waiters,
-        };
-        let task = tokio::spawn(supervisor.run(shutdown));
         (bus, task)
     }
 
     pub fn is_connected(&self) -> bool {
-        self.inner.channel.borrow().is_some()
+        self.inner.link.is_up()
     }
 
     /// Waits until the link is up, at most `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        let mut rx = self.inner.channel.clone();
-        tokio::time::timeout(timeout, rx.wait_for(Option::is_some))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        self.inner.link.wait_up(timeout).await
     }
 
     /// This replica's reply queue, for `reply_to`.
@@ -126,9 +114,8 @@ impl Bus {
     ) -> Result<(), PublishJobError> {
         let channel = self
             .inner
-            .channel
-            .borrow()
-            .clone()
+            .link
+            .channel()
             .ok_or(PublishJobError::NotConnected)?;
         publish_confirmed(
             &channel,
@@ -143,75 +130,19 @@ impl Bus {
     }
 }
 
-impl Supervisor {
-    async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::from_settings(&self.settings);
-        loop {
-            let end = self.session(&shutdown, &mut backoff).await;
-            self.channel.send_replace(None);
-            match end {
-                SessionEnd::Shutdown => return,
-                SessionEnd::Lost(reason) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%reason, ?delay, "broker link lost; reconnecting");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    async fn session(&self, shutdown: &CancellationToken, backoff: &mut Backoff) -> SessionEnd {
-        let name = format!("{}gateway-{}", self.topology.prefix(), self.replica);
-        let connection = match broker::connect(&self.settings, &name).await {
-            Ok(c) => c,
-            Err(e) => return SessionEnd::Lost(e.to_string()),
-        };
-        let (publish, mut replies) = match self.declare(&connection).await {
-            Ok(parts) => parts,
-            Err(e) => {
-                let _ = connection.close(200, "setup failed".into()).await;
-                return SessionEnd::Lost(format!("{e:#}"));
-            }
-        };
-        self.channel.send_replace(Some(publish));
-        backoff.reset();
-        tracing::info!(reply_queue = %self.topology.reply_queue(&self.replica), "broker link up");
-        let mut events = connection.events_listener();
-        let end = loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break SessionEnd::Shutdown,
-                event = events.next() => {
-                    if let Some(lapin::Event::Error(e)) = event {
-                        break SessionEnd::Lost(e.to_string());
-                    }
-                }
-                next = replies.next() => match next {
-                    Some(Ok(delivery)) => self.dispatch(&delivery),
-                    Some(Err(e)) => break SessionEnd::Lost(e.to_string()),
-                    None => break SessionEnd::Lost("the reply consumer was cancelled".into()),
-                },
-            }
-        };
-        let _ = connection.close(200, "bye".into()).await;
-        end
-    }
-
-    /// Declares everything this replica relies on and opens its channels.
-    async fn declare(&self, connection: &Connection) -> anyhow::Result<(Channel, lapin::Consumer)> {
-        let publish = connection.create_channel().await?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        self.topology.declare_exchanges(&publish).await?;
+impl LinkHandler for Replies {
+    async fn setup(
+        &self,
+        connection: &Connection,
+        publish: &Channel,
+    ) -> anyhow::Result<Option<(Channel, Consumer)>> {
+        self.topology.declare_exchanges(publish).await?;
         for function in &self.functions {
-            self.topology.declare_function(&publish, function).await?;
+            self.topology.declare_function(publish, function).await?;
         }
         let reply_queue = self
             .topology
-            .declare_reply_queue(&publish, &self.replica)
+            .declare_reply_queue(publish, &self.replica)
             .await?;
         let consume = connection.create_channel().await?;
         // Replies are only useful to a live caller: no acks, nothing to redeliver.
@@ -226,10 +157,10 @@ impl Supervisor {
                 FieldTable::default(),
             )
             .await?;
-        Ok((publish, replies))
+        Ok(Some((consume, replies)))
     }
 
-    fn dispatch(&self, delivery: &lapin::message::Delivery) {
+    fn deliver(&self, delivery: lapin::message::Delivery, _publish: &Channel) {
         let job = delivery
             .properties
             .correlation_id()

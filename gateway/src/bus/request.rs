@@ -45,6 +45,9 @@ pub fn job_message(request: JobRequest<'_>) -> Result<AmqpMessage, RequestError>
     for (name, value) in request.trace {
         builder = builder.extension(&name, value);
     }
+    if let Some(queue) = request.reply_to {
+        builder = builder.extension(ext::REPLY_TO, queue);
+    }
     let message = binding::encode(builder.build()?)?;
     // A UUID always fits a short string; the reply queue name was declared as one.
     let id = ShortString::from(id);

@@ -1,0 +1,117 @@
+//! The function's small HTTP port: `/healthz` (the process answers), `/readyz` (broker link up,
+//! database answering, not draining) and, in HTTP mode, `POST /` — a CloudEvent in HTTP binary
+//! or structured mode, run like a delivery and answered 2xx only once the job is recorded and
+//! its completion published.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sqlx::PgPool;
+use surge_contract::binding;
+use surge_contract::link::Link;
+use surge_contract::problem::{Problem, types};
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::Function;
+use crate::worker::{Settlement, Worker};
+
+pub struct ServerState<F: Function> {
+    pub worker: Arc<Worker<F>>,
+    pub link: Link,
+    pub pool: PgPool,
+    pub shutdown: CancellationToken,
+}
+
+/// The router: health always, the CloudEvents receiver when `receive` is set.
+pub fn router<F: Function>(state: Arc<ServerState<F>>, receive: bool, body_limit: usize) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz::<F>));
+    if receive {
+        router = router.route("/", post(receive_event::<F>));
+    }
+    router
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn readyz<F: Function>(State(state): State<Arc<ServerState<F>>>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            types::UNAVAILABLE,
+            "draining",
+        );
+    }
+    if !state.link.is_up() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            types::UNAVAILABLE,
+            "the broker link is down",
+        );
+    }
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => "ready".into_response(),
+        _ => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            types::UNAVAILABLE,
+            "the database does not answer",
+        ),
+    }
+}
+
+async fn receive_event<F: Function>(
+    State(state): State<Arc<ServerState<F>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let decoded = cloudevents::binding::http::to_event(&headers, body.to_vec())
+        .map_err(|e| format!("not a CloudEvent: {e}"))
+        .and_then(|event| {
+            let input = binding::json_data(&event).map_err(|e| e.to_string())?;
+            Ok((event, input))
+        });
+    let (event, input) = match decoded {
+        Ok(decoded) => decoded,
+        Err(reason) => {
+            tracing::warn!(%reason, "refused an HTTP event that is not a valid job");
+            return problem(StatusCode::BAD_REQUEST, types::BAD_REQUEST, &reason);
+        }
+    };
+    let Some(channel) = state.link.channel() else {
+        return retry_later("the broker link is down");
+    };
+    let reply_to = state.worker.reply_to_of(&event);
+    match state.worker.handle(&channel, event, input, reply_to).await {
+        Settlement::Done => StatusCode::NO_CONTENT.into_response(),
+        Settlement::Retry => retry_later("the job is due another attempt"),
+        Settlement::Reject(reason) => problem(StatusCode::BAD_REQUEST, types::BAD_REQUEST, &reason),
+    }
+}
+
+fn retry_later(detail: &str) -> Response {
+    let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, types::UNAVAILABLE, detail);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn problem(status: StatusCode, kind: &str, detail: &str) -> Response {
+    let body = Problem::new(kind, status.canonical_reason().unwrap_or("Error"))
+        .with_status(status.as_u16())
+        .with_detail(detail);
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}

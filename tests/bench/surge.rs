@@ -1,0 +1,122 @@
+//! Surge under load: the release `surge gateway` and `surge-echo` as separate processes on a
+//! database and broker prefix of their own, called over HTTP with the development key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use surge_tests::{BrokerProbe, FunctionProcess, TestDatabase, amqp_url, eventually, unique_name};
+
+use crate::raw::run_callers;
+use crate::stats::Measurement;
+
+const KEY: &str = "bench-dev-key-0123456789";
+
+pub struct SurgeBench {
+    db: TestDatabase,
+    prefix: String,
+    url: String,
+    client: reqwest::Client,
+    gateway: FunctionProcess,
+    echo: FunctionProcess,
+}
+
+impl SurgeBench {
+    pub async fn start(bin_dir: &Path, max_callers: usize) -> anyhow::Result<Self> {
+        let name = unique_name();
+        let db = TestDatabase::migrated(&name).await;
+        let prefix = format!("bench-{name}-");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let pool = (max_callers / 4).clamp(4, 32).to_string();
+        let common = |extra: &[(&str, String)]| {
+            let mut env = vec![
+                ("SURGE_DATABASE__URL".to_owned(), db.url.clone()),
+                ("SURGE_DATABASE__MAX_CONNECTIONS".to_owned(), pool.clone()),
+                ("SURGE_BROKER__URL".to_owned(), amqp_url()),
+                ("SURGE_BROKER__PREFIX".to_owned(), prefix.clone()),
+                ("SURGE_TELEMETRY__LOG_FILTER".to_owned(), "warn".to_owned()),
+            ];
+            env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+            env
+        };
+        let gateway = FunctionProcess::spawn_binary(
+            &bin_dir.join("surge"),
+            &["gateway"],
+            &common(&[
+                ("SURGE_HTTP__ADDR", addr.clone()),
+                ("SURGE_DEV__API_KEY", KEY.to_owned()),
+                ("SURGE_FUNCTIONS", "echo".to_owned()),
+            ]),
+            "bench-gateway",
+        );
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let url = format!("http://{addr}");
+        eventually(
+            "the gateway to be ready",
+            Duration::from_secs(30),
+            || async {
+                let r = client.get(format!("{url}/readyz")).send().await.ok()?;
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
+        let echo = FunctionProcess::spawn_binary(
+            &bin_dir.join("surge-echo"),
+            &[],
+            &common(&[("SURGE_FUNCTION__CONCURRENCY", max_callers.to_string())]),
+            "bench-echo",
+        );
+        let probe = BrokerProbe::connect().await;
+        let queue = format!("{prefix}fn.echo");
+        eventually("echo to consume", Duration::from_secs(30), || async {
+            (probe.queue_counts(&queue).await.1 == 1).then_some(())
+        })
+        .await;
+        Ok(Self {
+            db,
+            prefix,
+            url,
+            client,
+            gateway,
+            echo,
+        })
+    }
+
+    async fn call(&self) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .post(format!("{}/jobs/echo", self.url))
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .body(r#"{"hello":"world"}"#)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status() == reqwest::StatusCode::OK,
+            "status {}",
+            response.status()
+        );
+        response.bytes().await?;
+        Ok(())
+    }
+
+    pub async fn measure(&self, callers: usize, duration: Duration) -> Measurement {
+        run_callers(callers, duration, || self.call()).await
+    }
+
+    pub async fn stop(mut self) {
+        self.echo.sigterm();
+        self.gateway.sigterm();
+        let _ = self.echo.wait(Duration::from_secs(30)).await;
+        let _ = self.gateway.wait(Duration::from_secs(30)).await;
+        BrokerProbe::connect()
+            .await
+            .delete_topology(&self.prefix, &["echo"])
+            .await;
+        TestDatabase::drop_blocking(&self.db.name);
+    }
+}

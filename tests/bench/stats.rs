@@ -41,9 +41,9 @@ fn ms(d: Duration) -> String {
 
 /// The markdown report: one row per scenario, then the ratios against the targets.
 pub fn report(rows: &[(String, usize, Measurement)], duration: Duration) -> String {
-    let mut out = format!(
+    let mut out = String::from(
         "| scenario | callers | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n"
+         |---|---:|---:|---:|---:|---:|---:|\n",
     );
     for (name, callers, m) in rows {
         out += &format!(

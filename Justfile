@@ -24,10 +24,16 @@ build:
 migrate: build
     target/debug/surge migrate
 
-# The whole test suite: the lint gate, then unit and end-to-end tests on the real services.
+# The whole test suite: the lint gate, unit and end-to-end tests on the real services, and
+# the Kubernetes manifests against the real CRD schemas.
 test: setup check
     cargo build --workspace --bins --locked
     cargo nextest run --workspace --locked
+    just manifests
+
+# Render every kustomization and validate it offline (CRD schemas in ../shared/schemas).
+manifests:
+    python3 -m pytest tests/manifests -q
 
 # The gate: formatting, lints, and the committed query cache matching the queries.
 check: fmt-check clippy sqlx-check

@@ -22,6 +22,22 @@ if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
   for _ in $(seq 120); do rabbitmq-diagnostics -q ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 rabbitmq-diagnostics -q ping >/dev/null 2>&1 || { say "RabbitMQ does not answer"; exit 1; }
+# The management API gives queued *and* in-flight counts (the push scaler and KEDA's
+# `protocol: http` read it); the plugin ships with the server and only needs enabling.
+if ! rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+  say "enabling the RabbitMQ management plugin"
+  rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+fi
+for _ in $(seq 60); do
+  curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null && break
+  sleep 0.5
+done
+
+# --- Python packages for the manifest checks (pinned) ---
+if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate' >/dev/null 2>&1; then
+  say "installing the manifest checks' Python packages"
+  python3 -m pip install --quiet --disable-pip-version-check -r "$(dirname "$0")/../tests/manifests/requirements.txt"
+fi
 
 # --- tools ---
 if ! command -v cargo-nextest >/dev/null 2>&1; then

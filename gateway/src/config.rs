@@ -22,6 +22,7 @@ pub struct GatewaySettings {
     /// The functions this gateway accepts jobs for (a list, or comma-separated text).
     #[serde(deserialize_with = "function_list")]
     pub functions: Vec<FunctionName>,
+    pub scaler: ScalerSettings,
     pub dev: DevSettings,
 }
 
@@ -37,8 +38,52 @@ impl Default for GatewaySettings {
                 .into_iter()
                 .filter_map(|n| FunctionName::parse(n).ok())
                 .collect(),
+            scaler: ScalerSettings::default(),
             dev: DevSettings::default(),
         }
+    }
+}
+
+/// KEDA's external push scaler, served over gRPC. Off unless `scaler.addr` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScalerSettings {
+    pub addr: Option<SocketAddr>,
+    /// RabbitMQ's management API (`http://user:password@rabbitmq:15672`), where queued and
+    /// in-flight counts come from; required with `addr`. A secret.
+    pub management_url: Option<SecretString>,
+    /// How often queue depths are read.
+    pub poll_interval_ms: u64,
+    /// How long a publish alone keeps a function active at most: until the management API's
+    /// figures count work again (they lag by the broker's `collect_statistics_interval`, 5 s by
+    /// default, more on a busy broker), only the publish says a job exists.
+    pub publish_hold_ms: u64,
+    /// Open `StreamIsActive` streams at most.
+    pub max_streams: usize,
+    /// Jobs per replica when the trigger's metadata has no `targetSize`.
+    pub default_target: f64,
+}
+
+impl Default for ScalerSettings {
+    fn default() -> Self {
+        Self {
+            addr: None,
+            management_url: None,
+            poll_interval_ms: 1_000,
+            publish_hold_ms: 30_000,
+            max_streams: 1_024,
+            default_target: 10.0,
+        }
+    }
+}
+
+impl ScalerSettings {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn publish_hold(&self) -> Duration {
+        Duration::from_millis(self.publish_hold_ms)
     }
 }
 
@@ -114,6 +159,14 @@ impl GatewaySettings {
         }
         if self.jobs.max_attempts == 0 {
             return Err("jobs.max_attempts must be at least 1".into());
+        }
+        if self.scaler.addr.is_some() && self.scaler.management_url.is_none() {
+            return Err("scaler.addr needs scaler.management_url (SURGE_SCALER__MANAGEMENT_URL=http://user:password@rabbitmq:15672): \
+                        queued and in-flight counts come from RabbitMQ's management API"
+                .into());
+        }
+        if !self.scaler.default_target.is_finite() || self.scaler.default_target <= 0.0 {
+            return Err("scaler.default_target must be positive".into());
         }
         Ok(())
     }

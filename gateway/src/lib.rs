@@ -14,6 +14,8 @@ pub mod config;
 pub mod error;
 /// HTTP routes, one module per resource.
 pub mod routes;
+/// KEDA's external push scaler over gRPC.
+pub mod scaler;
 /// Building and running the application.
 pub mod startup;
 /// The state handlers share.

@@ -15,6 +15,7 @@ use surge_contract::telemetry::{set_parent, trace_context};
 use surge_contract::topology::Topology;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{Authenticator, DevKey};
@@ -22,11 +23,14 @@ use crate::bus::Bus;
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
 use crate::routes;
+use crate::scaler::proto::external_scaler_server::ExternalScalerServer;
+use crate::scaler::{Activity, ManagementApi, ScalerService};
 use crate::state::AppState;
 use crate::store;
 
 pub struct Application {
     listener: TcpListener,
+    scaler: Option<(TcpListener, ScalerService)>,
     router: Router,
     state: AppState,
     bus_stop: CancellationToken,
@@ -69,14 +73,29 @@ impl Application {
         let bus_stop = CancellationToken::new();
         let (bus, bus_task) = Bus::start(
             &settings.broker,
-            topology,
+            topology.clone(),
             settings.functions.clone(),
             settings.http.max_waiters,
             bus_stop.clone(),
         );
+        let activity = Activity::new(&settings.functions, settings.scaler.publish_hold());
+        let scaler = match settings.scaler.addr {
+            Some(addr) => Some(
+                start_scaler(
+                    &settings,
+                    addr,
+                    &activity,
+                    &topology,
+                    [&shutdown, &bus_stop],
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let state = AppState {
             pool,
             bus,
+            activity,
             auth: Arc::new(auth),
             functions: Arc::new(settings.functions.iter().cloned().collect::<HashSet<_>>()),
             http: Arc::new(settings.http.clone()),
@@ -88,6 +107,7 @@ impl Application {
             .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
         Ok(Self {
             listener,
+            scaler,
             router,
             state,
             bus_stop,
@@ -103,20 +123,76 @@ impl Application {
         &self.state
     }
 
+    /// Where the external scaler listens, when it is on.
+    pub fn scaler_addr(&self) -> Option<SocketAddr> {
+        self.scaler.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serves until the shutdown token is cancelled, lets in-flight requests finish, then
     /// closes the broker link and the pool.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr()?, "gateway listening");
         let shutdown = self.state.shutdown.clone();
+        let scaler = self.scaler.map(|(listener, service)| {
+            tracing::info!(addr = ?listener.local_addr().ok(), "external scaler listening");
+            let stop = shutdown.clone();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(ExternalScalerServer::new(service))
+                    .serve_with_incoming_shutdown(
+                        TcpIncoming::from(listener),
+                        stop.cancelled_owned(),
+                    ),
+            )
+        });
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
+        if let Some(scaler) = scaler
+            && let Ok(Err(e)) = scaler.await
+        {
+            tracing::warn!(error = %e, "the external scaler stopped with an error");
+        }
         self.bus_stop.cancel();
         let _ = self.bus_task.await;
         self.state.pool.close().await;
         tracing::info!("gateway stopped");
         Ok(())
     }
+}
+
+/// Binds the external scaler and starts its depth poller. Its streams stop with the HTTP
+/// side; the poller with the broker link.
+async fn start_scaler(
+    settings: &GatewaySettings,
+    addr: SocketAddr,
+    activity: &Arc<Activity>,
+    topology: &Topology,
+    [streams_stop, poller_stop]: [&CancellationToken; 2],
+) -> anyhow::Result<(TcpListener, ScalerService)> {
+    let management = settings
+        .scaler
+        .management_url
+        .as_ref()
+        .context("scaler.management_url is required with scaler.addr")?;
+    let api = ManagementApi::new(management, &ManagementApi::vhost_of(&settings.broker.url))?;
+    tokio::spawn(Arc::clone(activity).poll(
+        api,
+        topology.clone(),
+        settings.scaler.poll_interval(),
+        poller_stop.clone(),
+    ));
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on scaler.addr {addr}"))?;
+    let service = ScalerService::new(
+        Arc::clone(activity),
+        settings.scaler.max_streams,
+        settings.scaler.default_target,
+        // Streams end with the serving side, or tonic's graceful shutdown would wait on them.
+        streams_stop.clone(),
+    );
+    Ok((listener, service))
 }
 
 fn router(state: AppState, body_limit: usize) -> Router {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::config::HttpSettings;
+use crate::scaler::Activity;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -18,6 +19,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub functions: Arc<HashSet<FunctionName>>,
     pub http: Arc<HttpSettings>,
+    /// Which functions have work; the jobs route marks each publish for the push scaler.
+    pub activity: Arc<Activity>,
     /// Cancelled when the gateway begins to shut down: waiting callers get their 202.
     pub shutdown: CancellationToken,
 }

@@ -19,6 +19,8 @@ pub const TEST_API_KEY: &str = "test-dev-key-0123456789";
 /// Options for a test's Surge.
 #[derive(Debug, Clone)]
 pub struct TestAppBuilder {
+    /// Serve the external scaler on a free port, polling depths every this many ms.
+    pub scaler_poll_ms: Option<u64>,
     pub max_attempts: u32,
     pub sync_timeout_ms: u64,
     pub body_limit_bytes: usize,
@@ -27,6 +29,7 @@ pub struct TestAppBuilder {
 impl Default for TestAppBuilder {
     fn default() -> Self {
         Self {
+            scaler_poll_ms: None,
             max_attempts: 5,
             sync_timeout_ms: 20_000,
             body_limit_bytes: 64 * 1024,
@@ -50,11 +53,20 @@ impl TestAppBuilder {
         settings.broker.reconnect_max_ms = 500;
         settings.jobs.max_attempts = self.max_attempts;
         settings.dev.api_key = Some(SecretString::from(TEST_API_KEY));
+        if let Some(poll) = self.scaler_poll_ms {
+            settings.scaler.addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            settings.scaler.management_url = Some(SecretString::from(crate::management_url()));
+            settings.scaler.poll_interval_ms = poll;
+            // Until the broker's lagging figures show a new job, the publish alone keeps the
+            // function active (see scaler.publish_hold_ms).
+            settings.scaler.publish_hold_ms = 30_000;
+        }
         let shutdown = CancellationToken::new();
         let app = Application::build(settings.clone(), shutdown.clone())
             .await
             .expect("build the gateway");
         let addr = app.local_addr().expect("local addr");
+        let scaler_addr = app.scaler_addr();
         let bus = app.state().bus.clone();
         let server = tokio::spawn(app.run_until_stopped());
         assert!(
@@ -63,6 +75,7 @@ impl TestAppBuilder {
         );
         TestApp {
             addr,
+            scaler_addr,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -81,6 +94,8 @@ impl TestAppBuilder {
 /// One test's Surge.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The external scaler's address, when the builder turned it on.
+    pub scaler_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub db: TestDatabase,
     pub prefix: String,

@@ -27,6 +27,12 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// The machine's RabbitMQ management API, from `SURGE_TEST_MANAGEMENT`.
+pub fn management_url() -> String {
+    std::env::var("SURGE_TEST_MANAGEMENT")
+        .unwrap_or_else(|_| "http://guest:guest@127.0.0.1:15672".into())
+}
+
 /// A fresh random name for this test (database, broker prefix).
 pub fn unique_name() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())

@@ -8,6 +8,7 @@ mod bad_input;
 mod exactly_once;
 mod faults;
 mod jobs;
+mod scaler;
 mod schema;
 mod trace;
 mod trusted_producer;

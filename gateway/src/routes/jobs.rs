@@ -84,6 +84,7 @@ async fn submit(
             "the job could not be queued ({e}); nothing was accepted, retry"
         )));
     }
+    state.activity.published(&function);
     let view = JobView::queued(id, function.as_str(), created_at);
     let Some(waiter) = waiter else {
         return Ok(accepted(view, prefer.respond_async));

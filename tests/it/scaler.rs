@@ -1,0 +1,157 @@
+//! The external push scaler, driven by a gRPC client playing KEDA.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use surge_gateway::scaler::proto::external_scaler_client::ExternalScalerClient;
+use surge_gateway::scaler::proto::{GetMetricsRequest, ScaledObjectRef};
+use surge_tests::{TestApp, TestAppBuilder, eventually};
+use tonic::transport::Channel;
+
+fn object(function: &str) -> ScaledObjectRef {
+    ScaledObjectRef {
+        name: format!("surge-{function}"),
+        namespace: "surge".into(),
+        scaler_metadata: HashMap::from([("function".to_owned(), function.to_owned())]),
+    }
+}
+
+async fn keda(app: &TestApp) -> ExternalScalerClient<Channel> {
+    let addr = app.scaler_addr.expect("scaler on");
+    ExternalScalerClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+async fn metric(client: &mut ExternalScalerClient<Channel>, function: &str) -> i64 {
+    let response = client
+        .get_metrics(GetMetricsRequest {
+            scaled_object_ref: Some(object(function)),
+            metric_name: format!("surge-{function}"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    response.metric_values[0].metric_value
+}
+
+#[tokio::test]
+async fn a_published_job_pushes_active_to_keda_without_waiting_for_a_poll() {
+    // Depths are never polled here: only the push can report the new job.
+    let app = TestAppBuilder {
+        scaler_poll_ms: Some(3_600_000),
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    let mut client = keda(&app).await;
+    let mut stream = client
+        .stream_is_active(object("sleep"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !stream.message().await.unwrap().unwrap().result,
+        "idle at first"
+    );
+    assert!(
+        !client
+            .is_active(object("sleep"))
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+
+    let response = app
+        .request(Method::POST, "/jobs/sleep")
+        .header("prefer", "respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    TestApp::expect_json(response, StatusCode::ACCEPTED).await;
+    let pushed = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+    assert!(
+        pushed.expect("pushed in time").unwrap().unwrap().result,
+        "active pushed"
+    );
+    assert_eq!(metric(&mut client, "sleep").await, 1);
+    let spec = client
+        .get_metric_spec(object("sleep"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spec.metric_specs[0].metric_name, "surge-sleep");
+    assert!(spec.metric_specs[0].target_size_float > 0.0);
+}
+
+#[tokio::test]
+async fn metrics_count_queued_and_in_flight_jobs_and_go_idle_only_when_both_are_done() {
+    let mut app = TestAppBuilder {
+        scaler_poll_ms: Some(200),
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    let _sleep = app
+        .start_function("sleep", &[("SURGE_FUNCTION__CONCURRENCY", "1")])
+        .await;
+    let mut client = keda(&app).await;
+    let mut stream = client
+        .stream_is_active(object("sleep"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stream.message().await.unwrap().unwrap().result);
+    for _ in 0..2 {
+        let response = app
+            .request(Method::POST, "/jobs/sleep")
+            .header("prefer", "respond-async")
+            .json(&json!({"ms": 6000}))
+            .send()
+            .await
+            .unwrap();
+        TestApp::expect_json(response, StatusCode::ACCEPTED).await;
+    }
+    assert!(stream.message().await.unwrap().unwrap().result);
+    // One job checked out (unacknowledged) and one ready: both count, as KEDA's http protocol
+    // counts them (the broker's statistics lag by a few seconds).
+    eventually(
+        "queued + in-flight to be 2",
+        Duration::from_secs(20),
+        || {
+            let mut client = client.clone();
+            async move { (metric(&mut client, "sleep").await == 2).then_some(()) }
+        },
+    )
+    .await;
+    // Still active while the last job runs; inactive once nothing is queued or in flight.
+    let idle = tokio::time::timeout(Duration::from_secs(40), stream.message()).await;
+    assert!(!idle.expect("idle in time").unwrap().unwrap().result);
+    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM job WHERE state = 'succeeded'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(done, 2, "inactive was pushed only after both jobs finished");
+}
+
+#[tokio::test]
+async fn a_trigger_without_a_known_function_is_refused() {
+    let app = TestAppBuilder {
+        scaler_poll_ms: Some(1_000),
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    let mut client = keda(&app).await;
+    let unknown = client.is_active(object("nope")).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let mut no_metadata = object("echo");
+    no_metadata.scaler_metadata.clear();
+    let missing = client.is_active(no_metadata).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+    assert!(missing.message().contains("function"));
+}

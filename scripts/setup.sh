@@ -33,10 +33,12 @@ for _ in $(seq 60); do
   sleep 0.5
 done
 
-# --- Python packages for the manifest checks (pinned) ---
-if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate' >/dev/null 2>&1; then
-  say "installing the manifest checks' Python packages"
-  python3 -m pip install --quiet --disable-pip-version-check -r "$(dirname "$0")/../tests/manifests/requirements.txt"
+# --- Python packages for the manifest checks and the CloudEvents interop client (pinned) ---
+if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate, cloudevents.core' >/dev/null 2>&1; then
+  say "installing the tests' Python packages"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    -r "$(dirname "$0")/../tests/manifests/requirements.txt" \
+    -r "$(dirname "$0")/../tests/clients/requirements.txt"
 fi
 
 # --- tools ---

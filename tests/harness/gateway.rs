@@ -193,6 +193,36 @@ impl TestApp {
         process
     }
 
+    /// Spawns a function in HTTP mode (as under Knative) on a free port and waits until it is
+    /// ready; returns the process and its base URL.
+    pub async fn start_function_http(&mut self, function: &str) -> (FunctionProcess, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        self.spawned += 1;
+        let log = format!("{}{function}-http-{}", self.prefix, self.spawned);
+        let env = self.function_env(&[
+            ("SURGE_FUNCTION__MODE", "http"),
+            ("SURGE_FUNCTION__HTTP_ADDR", &addr),
+        ]);
+        let process = FunctionProcess::spawn(function, &env, &log);
+        let url = format!("http://{addr}");
+        let ready = format!("{url}/readyz");
+        let client = self.client.clone();
+        eventually(
+            &format!("{function} (http mode) to be ready"),
+            Duration::from_secs(15),
+            || async {
+                let r = client.get(&ready).send().await.ok()?;
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
+        (process, url)
+    }
+
     /// The job's state as recorded.
     pub async fn job_state(&self, id: &str) -> Option<String> {
         sqlx::query_scalar::<_, String>("SELECT state::text FROM job WHERE id = $1::uuid")

@@ -33,6 +33,34 @@ pub fn management_url() -> String {
         .unwrap_or_else(|_| "http://guest:guest@127.0.0.1:15672".into())
 }
 
+/// Runs the Python CloudEvents client (`tests/clients/ce_client.py`, on the official SDK)
+/// with `stdin` as JSON and returns what it printed, as JSON.
+pub fn python_ce_client(args: &[&str], stdin: &serde_json::Value) -> serde_json::Value {
+    use std::io::Write as _;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/ce_client.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3 (scripts/setup.sh installs the client's packages)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.to_string().as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("python client");
+    assert!(
+        out.status.success(),
+        "the Python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the Python client")
+}
+
 /// A fresh random name for this test (database, broker prefix).
 pub fn unique_name() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())

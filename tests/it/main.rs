@@ -7,6 +7,7 @@
 mod bad_input;
 mod exactly_once;
 mod faults;
+mod interop;
 mod jobs;
 mod scaler;
 mod schema;

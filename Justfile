@@ -30,6 +30,7 @@ test: setup check
     cargo build --workspace --bins --locked
     cargo nextest run --workspace --locked
     just manifests
+    just image
 
 # Render every kustomization and validate it offline (CRD schemas in ../shared/schemas).
 manifests:
@@ -58,6 +59,12 @@ prepare:
 
 fmt:
     cargo fmt --all
+
+# Build the container image with buildah (release binaries, FROM scratch, non-root) and
+# smoke-run it against the local RabbitMQ and Postgres.
+image TAG="surge:dev": setup
+    cargo build --release --workspace --bins --locked
+    scripts/image.sh {{TAG}}
 
 # Throughput and latency of a sync echo through Surge against raw lapin request/reply.
 bench *ARGS: setup

@@ -1,0 +1,280 @@
+//! The subset of KEDA ScaledObjects (`keda.sh/v1alpha1`) and their target Deployments that
+//! Surge uses, read from YAML files into [`FunctionScaling`](crate::manifest::FunctionScaling)
+//! values, with KEDA's and Kubernetes' defaults filled in. Reads files only: it neither renders kustomize nor talks to a cluster,
+//! and it does not judge the values (that is `check`'s job).
+
+mod field;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use self::parse::{Document, Target};
+
+/// One function's scaling, from its ScaledObject and the Deployment it scales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionScaling {
+    /// The ScaledObject's name (`surge-echo`).
+    pub name: String,
+    /// The function: the `external-push` trigger's metadata `function`, else the rabbitmq
+    /// trigger's queue name without `fn.`.
+    pub function: String,
+    /// The rabbitmq trigger's `queueName`.
+    pub queue_name: String,
+    /// `spec.scaleTargetRef.name`.
+    pub deployment: String,
+    /// The basename of the first container's `command[0]`.
+    pub binary: Option<String>,
+    /// The pod's `terminationGracePeriodSeconds` (Kubernetes' default: 30 s).
+    pub termination_grace: Duration,
+    /// The first container's literal `env` values (`valueFrom` entries are left out).
+    pub env: BTreeMap<String, String>,
+    /// `pollingInterval` (default 30 s).
+    pub polling_interval: Duration,
+    /// `cooldownPeriod` (default 300 s): idle time before scaling to zero.
+    pub cooldown_period: Duration,
+    /// `minReplicaCount` (default 0).
+    pub min_replicas: u32,
+    /// `maxReplicaCount` (default 100).
+    pub max_replicas: u32,
+    /// `idleReplicaCount`: the count while inactive, instead of zero.
+    pub idle_replica_count: Option<u32>,
+    /// The rabbitmq trigger's `value` (default 20): queue depth per replica.
+    pub target_value: f64,
+    /// The rabbitmq trigger's `activationValue` (default 0): active above it.
+    pub activation_value: f64,
+    /// The rabbitmq trigger's `mode` (`QueueLength`, `MessageRate`).
+    pub mode: Option<String>,
+    /// The rabbitmq trigger's `protocol` (`http`, `amqp`, `auto`).
+    pub protocol: Option<String>,
+    /// The rabbitmq trigger's `excludeUnacknowledged` (KEDA's default: false).
+    pub exclude_unacknowledged: bool,
+    /// The `external-push` trigger's `scalerAddress`, when there is one.
+    pub external_push: Option<String>,
+    /// The `external-push` trigger's `targetSize`: jobs per replica of the gateway's metric
+    /// (the gateway's `scaler.default_target` applies when absent).
+    pub external_push_target: Option<f64>,
+    /// The ScaledObject's annotation `surge.dev/typical-job-seconds`.
+    pub typical_job: Option<Duration>,
+    /// `spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp`, with HPA defaults.
+    pub scale_up: Behavior,
+    /// `spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown`, with HPA defaults.
+    pub scale_down: Behavior,
+}
+
+/// One direction of the HPA's scaling behaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behavior {
+    /// Recommendations this far back are taken into account (max for down, min for up).
+    pub stabilization_window: Duration,
+    /// Limits on the change per period.
+    pub policies: Vec<Policy>,
+    /// Which policy applies when several do.
+    pub select: Select,
+}
+
+/// A limit on how much the replica count may change within a period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Whether `value` counts pods or percent of the count at the period's start.
+    pub kind: PolicyKind,
+    /// Pods or percent.
+    pub value: u32,
+    /// The period the limit applies to.
+    pub period: Duration,
+}
+
+/// The unit of a [`Policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// A number of pods.
+    Pods,
+    /// A percentage of the replicas at the start of the period.
+    Percent,
+}
+
+/// `selectPolicy`: which of several policies wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select {
+    /// The policy allowing the largest change.
+    Max,
+    /// The policy allowing the smallest change.
+    Min,
+    /// No scaling in this direction.
+    Disabled,
+}
+
+impl Behavior {
+    /// Kubernetes' default scale-up: no window; +100 % or +4 pods per 15 s, whichever is more.
+    pub fn default_scale_up() -> Self {
+        Self {
+            stabilization_window: Duration::ZERO,
+            policies: vec![
+                Policy::new(PolicyKind::Percent, 100, 15),
+                Policy::new(PolicyKind::Pods, 4, 15),
+            ],
+            select: Select::Max,
+        }
+    }
+
+    /// Kubernetes' default scale-down: a 300 s window, then down to the recommendation at once.
+    pub fn default_scale_down() -> Self {
+        Self {
+            stabilization_window: Duration::from_secs(300),
+            policies: vec![Policy::new(PolicyKind::Percent, 100, 15)],
+            select: Select::Max,
+        }
+    }
+}
+
+impl Policy {
+    /// A policy of `value` pods or percent per `period_secs`.
+    pub fn new(kind: PolicyKind, value: u32, period_secs: u64) -> Self {
+        Self {
+            kind,
+            value,
+            period: Duration::from_secs(period_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+impl FunctionScaling {
+    /// Function `t` on `fn.t` (value 20, cooldown 60 s, 0..10 replicas, HPA defaults), for tests.
+    pub(crate) fn example() -> Self {
+        Self {
+            name: "surge-t".to_owned(),
+            function: "t".to_owned(),
+            queue_name: "fn.t".to_owned(),
+            deployment: "surge-t".to_owned(),
+            binary: Some("surge-t".to_owned()),
+            termination_grace: Duration::from_secs(30),
+            env: BTreeMap::new(),
+            polling_interval: Duration::from_secs(30),
+            cooldown_period: Duration::from_secs(60),
+            min_replicas: 0,
+            max_replicas: 10,
+            idle_replica_count: None,
+            target_value: 20.0,
+            activation_value: 0.0,
+            mode: Some("QueueLength".to_owned()),
+            protocol: Some("http".to_owned()),
+            exclude_unacknowledged: false,
+            external_push: None,
+            external_push_target: None,
+            typical_job: None,
+            scale_up: Behavior::default_scale_up(),
+            scale_down: Behavior::default_scale_down(),
+        }
+    }
+}
+
+/// Why manifests could not be loaded; each names the file and, where one is at fault, the
+/// object and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file or directory could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not YAML.
+    #[error("{}: not valid YAML: {source}", path.display())]
+    Yaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A field is missing, of the wrong type or unsupported.
+    #[error("{}: {kind} {object}: {field}: {problem}", path.display())]
+    Field {
+        path: PathBuf,
+        kind: &'static str,
+        object: String,
+        field: String,
+        problem: String,
+    },
+}
+
+/// Loads every ScaledObject in `dir`'s `*.yaml` / `*.yml` files (not in subfolders, not
+/// `kustomization.yaml`), joined with its Deployment from the same files; sorted by name.
+pub fn load_dir(dir: &Path) -> Result<Vec<FunctionScaling>, ManifestError> {
+    let read_err = |source| ManifestError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        if is_manifest(&path) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    load(&files)
+}
+
+/// Loads the ScaledObjects of one file, joined with Deployments from the same file.
+pub fn load_file(path: &Path) -> Result<Vec<FunctionScaling>, ManifestError> {
+    load(&[path.to_owned()])
+}
+
+fn is_manifest(path: &Path) -> bool {
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let kustomization = path
+        .file_stem()
+        .is_some_and(|s| s.eq_ignore_ascii_case("kustomization"));
+    yaml && !kustomization && path.is_file()
+}
+
+fn load(files: &[PathBuf]) -> Result<Vec<FunctionScaling>, ManifestError> {
+    let mut objects = Vec::new();
+    let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    for path in files {
+        for doc in read_documents(path)? {
+            match parse::document(path, &doc)? {
+                Some(Document::ScaledObject(object)) => objects.push((path.clone(), object)),
+                Some(Document::Deployment(name, target)) => {
+                    targets.insert(name, target);
+                }
+                None => {}
+            }
+        }
+    }
+    let mut out = objects
+        .into_iter()
+        .map(|(path, object)| object.join(&path, &targets))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn read_documents(path: &Path) -> Result<Vec<Value>, ManifestError> {
+    let text = fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut docs = Vec::new();
+    for de in serde_yaml::Deserializer::from_str(&text) {
+        let doc = Value::deserialize(de).map_err(|source| ManifestError::Yaml {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !doc.is_null() {
+            docs.push(doc);
+        }
+    }
+    Ok(docs)
+}

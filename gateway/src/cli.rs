@@ -9,6 +9,7 @@ use sqlx::migrate::MigrateDatabase;
 use surge_contract::telemetry::Telemetry;
 use surge_contract::{schema, settings, shutdown};
 
+use crate::commands;
 use crate::config::GatewaySettings;
 use crate::startup::Application;
 
@@ -32,6 +33,12 @@ pub enum Command {
     Gateway,
     /// Create the database if it is missing and apply every pending migration.
     Migrate,
+    /// Start and stop function processes as KEDA and the HPA would (local development).
+    Scaler(commands::scaler::ScalerArgs),
+    /// Replay a load against ScaledObject variants and compare replicas, waits and cost.
+    Simulate(commands::simulate::SimulateArgs),
+    /// Lint the manifests together with the configuration.
+    Check(commands::check::CheckArgs),
 }
 
 /// Parses the command line and runs the command; errors are reported on stderr.
@@ -54,6 +61,19 @@ pub async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gateway => gateway(settings).await,
         Command::Migrate => migrate(&settings).await,
+        Command::Scaler(args) => scaler(args, &settings).await,
+        Command::Simulate(args) => commands::simulate::run(&args).map(|table| print(&table)),
+        Command::Check(args) => match commands::check::run(&args, &settings).await {
+            Ok((report, failed)) => {
+                print(&report);
+                if failed {
+                    telemetry.shutdown();
+                    return ExitCode::FAILURE;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
     };
     telemetry.shutdown();
     match result {
@@ -64,6 +84,20 @@ pub async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command's report on stdout: it is the command's output, not a log line.
+#[allow(clippy::print_stdout)]
+fn print(text: &str) {
+    print!("{text}");
+}
+
+async fn scaler(
+    args: commands::scaler::ScalerArgs,
+    settings: &GatewaySettings,
+) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signal()?;
+    commands::scaler::run(args, settings, shutdown).await
 }
 
 async fn gateway(settings: GatewaySettings) -> anyhow::Result<()> {

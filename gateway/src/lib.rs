@@ -8,6 +8,8 @@ pub mod auth;
 pub mod bus;
 /// The `surge` command line.
 pub mod cli;
+/// `surge scaler`, `surge simulate`, `surge check`.
+pub mod commands;
 /// Gateway settings.
 pub mod config;
 /// `ApiError`: every outcome a client can see, rendered as problem+json.

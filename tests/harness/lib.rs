@@ -9,7 +9,7 @@ mod gateway;
 
 pub use broker::{BrokerProbe, close_connections_named};
 pub use database::TestDatabase;
-pub use function::FunctionProcess;
+pub use function::{FunctionProcess, bin_dir, log_dir};
 pub use gateway::{TEST_API_KEY, TestApp, TestAppBuilder};
 
 use std::future::Future;

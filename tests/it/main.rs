@@ -9,6 +9,7 @@ mod exactly_once;
 mod faults;
 mod interop;
 mod jobs;
+mod local_scaler;
 mod scaler;
 mod schema;
 mod trace;

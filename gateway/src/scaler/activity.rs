@@ -10,7 +10,7 @@ use surge_contract::topology::Topology;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::depth::{Depth, ManagementApi};
+use surge_autoscale::depth::{Depth, ManagementApi};
 
 /// What is known of one function's work.
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,14 +7,11 @@
 //! figures lag by its statistics interval, so a fresh publish counts by itself).
 
 mod activity;
-mod depth;
 mod service;
 
-/// Generated from `proto/externalscaler.proto` (KEDA's contract): server and client.
-pub mod proto {
-    tonic::include_proto!("externalscaler");
-}
+/// KEDA's contract, generated in `surge-autoscale` (server here, client for KEDA's stand-ins).
+pub use surge_autoscale::externalscaler as proto;
 
 pub use activity::{Activity, FunctionActivity};
-pub use depth::{Depth, ManagementApi};
 pub use service::ScalerService;
+pub use surge_autoscale::depth::{Depth, ManagementApi};

@@ -1,0 +1,50 @@
+//! The local scaler as a client of the gateway's push scaler: the same `StreamIsActive` call
+//! KEDA makes for an `external-push` trigger. Reconnects with a short backoff; while it is
+//! down, activation falls back to polling, as in a cluster.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::externalscaler::ScaledObjectRef;
+use crate::externalscaler::external_scaler_client::ExternalScalerClient;
+
+/// Forwards every `active` value the gateway pushes for `function` until `shutdown`.
+pub async fn follow(
+    address: String,
+    function: String,
+    tx: mpsc::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let stream = async {
+            let mut client = ExternalScalerClient::connect(address.clone()).await?;
+            let request = ScaledObjectRef {
+                name: format!("surge-{function}"),
+                namespace: "local".into(),
+                scaler_metadata: HashMap::from([("function".to_owned(), function.clone())]),
+            };
+            let mut stream = client.stream_is_active(request).await?.into_inner();
+            while let Some(message) = stream.message().await? {
+                if tx.send(message.result).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = stream => if let Err(e) = result {
+                tracing::debug!(%function, error = %e, "push stream down; polling only until it is back");
+            },
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

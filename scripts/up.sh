@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs Surge on this machine: the gateway and one process per function, on the local
-# RabbitMQ and Postgres, after applying migrations. Ctrl-C stops everything (SIGTERM, so
-# in-flight jobs finish). Expects `cargo build --workspace --bins` to have run (just up does).
+# Runs Surge on this machine, on the local RabbitMQ and Postgres, after applying migrations:
+# the gateway (with its push scaler) and the local scaler, which starts and stops function
+# processes as KEDA would from the ScaledObjects in keda/base. Ctrl-C stops everything
+# (SIGTERM, so in-flight jobs finish). Expects `cargo build --workspace --bins` (just up does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SURGE_BIN_DIR:-target/debug}
@@ -16,8 +17,9 @@ export SURGE_DEV__API_KEY="$(cat "$state/dev-api-key")"
 export SURGE_DATABASE__URL=${SURGE_DATABASE__URL:-postgres://postgres@127.0.0.1:5432/surge}
 export SURGE_BROKER__URL=${SURGE_BROKER__URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export SURGE_HTTP__ADDR=${SURGE_HTTP__ADDR:-127.0.0.1:8080}
-functions=${SURGE_FUNCTIONS:-echo,sleep}
-export SURGE_FUNCTIONS="$functions"
+
+export SURGE_SCALER__ADDR=${SURGE_SCALER__ADDR:-127.0.0.1:9090}
+export SURGE_SCALER__MANAGEMENT_URL=${SURGE_SCALER__MANAGEMENT_URL:-http://guest:guest@127.0.0.1:15672}
 
 "$bin/surge" migrate
 
@@ -30,25 +32,27 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$bin/surge" gateway > >(tee "$state/logs/gateway.log") 2>&1 &
+"$bin/surge" gateway > "$state/logs/gateway.log" 2>&1 &
 pids+=($!)
-for f in ${functions//,/ }; do
-  "$bin/surge-$f" > "$state/logs/$f.log" 2>&1 &
-  pids+=($!)
-done
-
 for _ in $(seq 100); do
   curl -fsS "http://$SURGE_HTTP__ADDR/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
 cat >&2 <<MSG
 
-Surge is up on http://$SURGE_HTTP__ADDR  (functions: $functions; logs in $state/logs/)
+Surge is up on http://$SURGE_HTTP__ADDR  (logs in $state/logs/)
+Functions start from zero when work arrives and go back to zero after their cooldown
+(capped at ${SURGE_UP_MAX_COOLDOWN:-30} s here), as the ScaledObjects in keda/base say.
 Development API key: $SURGE_DEV__API_KEY   (also in $state/dev-api-key)
 
   curl -s -X POST http://$SURGE_HTTP__ADDR/jobs/echo -H "X-API-Key: \$(cat $state/dev-api-key)" \\
        -H 'content-type: application/json' -d '{"hello":"world"}'
 
-Ctrl-C stops it.
+Scaler status as JSON: http://127.0.0.1:9091/status     Ctrl-C stops everything.
 MSG
+sleep 2
+# The local scaler in the foreground: its live view is what `just up` shows.
+"$bin/surge" scaler --manifests keda/base --bin-dir "$bin" --push "http://$SURGE_SCALER__ADDR" \
+  --max-cooldown "${SURGE_UP_MAX_COOLDOWN:-30}" --log-dir "$state/logs" &
+pids+=($!)
 wait

@@ -3,6 +3,7 @@
 //! (persistent messages with publisher confirms, as Surge must use), measured in the same run
 //! on the same machine. Reported as a table with the ratios the targets are stated in.
 
+mod cold;
 mod raw;
 mod stats;
 mod surge;
@@ -26,6 +27,9 @@ struct Args {
     /// Concurrent callers, one scenario each.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 64])]
     callers: Vec<usize>,
+    /// Cold starts measured each way (push and polling); 0 skips them.
+    #[arg(long, default_value_t = 5)]
+    cold_starts: usize,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -71,7 +75,11 @@ async fn main() -> anyhow::Result<()> {
     }
     surge_bench.stop().await;
 
-    let report = stats::report(&rows, duration);
+    let mut report = stats::report(&rows, duration);
+    if args.cold_starts > 0 {
+        let (pushed, polling) = cold::measure(&args.bin_dir, args.cold_starts).await?;
+        report += &cold::report(&pushed, &polling);
+    }
     let mut out = std::io::stdout().lock();
     std::io::Write::write_all(&mut out, report.as_bytes())?;
     Ok(())

@@ -9,7 +9,10 @@ bins=(surge surge-echo surge-sleep)
 say() { echo "image: $*" >&2; }
 buildah() { command buildah --storage-driver vfs "$@"; }
 
-command -v buildah >/dev/null || { say "installing buildah"; apt-get install -y -qq buildah >/dev/null; }
+if ! command -v buildah >/dev/null; then
+  say "installing buildah (Debian)"
+  apt-get install -y -qq buildah >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq buildah >/dev/null; }
+fi
 for b in "${bins[@]}"; do
   [ -x "target/release/$b" ] || { say "target/release/$b is missing: run cargo build --release first"; exit 1; }
 done
@@ -45,6 +48,7 @@ ctr=$(buildah from -q "$tag")
 cleanup() {
   # The gateway runs in its own process group: stop buildah and what it started inside.
   [ -n "${gw:-}" ] && kill -TERM -- "-$gw" 2>/dev/null
+  gw=
   wait 2>/dev/null || true
   buildah rm "$ctr" >/dev/null 2>&1 || true
   psql -h 127.0.0.1 -U postgres -qtA -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
@@ -53,7 +57,8 @@ trap cleanup EXIT
 env=(--env "SURGE_DATABASE__URL=postgres://postgres@127.0.0.1:5432/$db"
      --env "SURGE_BROKER__PREFIX=image-smoke-" --env "SURGE_HTTP__ADDR=127.0.0.1:$port")
 buildah run --isolation chroot "${env[@]}" "$ctr" -- /usr/local/bin/surge migrate
-setsid bash -c 'exec buildah --storage-driver vfs run --isolation chroot "$@"' _ "${env[@]}" "$ctr" -- /usr/local/bin/surge gateway &
+setsid bash -c 'exec buildah --storage-driver vfs run --isolation chroot "$@"' _ "${env[@]}" "$ctr" -- /usr/local/bin/surge gateway \
+  > target/image-smoke-gateway.log 2>&1 &
 gw=$!
 for _ in $(seq 300); do
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
@@ -68,4 +73,6 @@ for b in surge-echo surge-sleep; do
   out=$(buildah run --isolation chroot --env SURGE_FUNCTION__CONCURRENCY=0 "$ctr" -- "/usr/local/bin/$b" 2>&1 || true)
   grep -q "function.concurrency must be at least 1" <<<"$out" || { say "$b did not start in the image: $out"; exit 1; }
 done
-echo "image smoke test: 3 passed, 0 failed"
+cleanup
+trap - EXIT
+echo "image: 3 passed, 0 failed"

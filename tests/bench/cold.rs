@@ -10,8 +10,6 @@ use surge_tests::{
     FunctionProcess, TestDatabase, amqp_url, eventually, management_url, unique_name,
 };
 
-const KEY: &str = "bench-dev-key-0123456789";
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -40,27 +38,13 @@ pub async fn measure(
     gateway_env.extend([
         ("SURGE_HTTP__ADDR".to_owned(), http.clone()),
         ("SURGE_SCALER__ADDR".to_owned(), grpc.clone()),
-        ("SURGE_DEV__API_KEY".to_owned(), KEY.to_owned()),
+        (
+            "SURGE_DEV__API_KEY".to_owned(),
+            crate::surge::KEY.to_owned(),
+        ),
     ]);
-    let mut gateway = FunctionProcess::spawn_binary(
-        &bin_dir.join("surge"),
-        &["gateway"],
-        &gateway_env,
-        "bench-cold-gateway",
-    );
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let url = format!("http://{http}");
-    eventually(
-        "the gateway to be ready",
-        Duration::from_secs(30),
-        || async {
-            let r = client.get(format!("{url}/readyz")).send().await.ok()?;
-            r.status().is_success().then_some(())
-        },
-    )
-    .await;
+    let (mut gateway, client, url) =
+        crate::surge::spawn_gateway(bin_dir, &gateway_env, &http, "bench-cold-gateway").await?;
     let manifests = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/keda-local");
     let push = format!("http://{grpc}");
     let mut results = Vec::new();
@@ -98,7 +82,7 @@ pub async fn measure(
             let t0 = Instant::now();
             let response = client
                 .post(format!("{url}/jobs/echo"))
-                .header("x-api-key", KEY)
+                .header("x-api-key", crate::surge::KEY)
                 .header("content-type", "application/json")
                 .body(r#"{"cold":true}"#)
                 .send()

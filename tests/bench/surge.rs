@@ -9,7 +9,32 @@ use surge_tests::{BrokerProbe, FunctionProcess, TestDatabase, amqp_url, eventual
 use crate::raw::run_callers;
 use crate::stats::Measurement;
 
-const KEY: &str = "bench-dev-key-0123456789";
+/// The development key the benchmark's gateways accept.
+pub const KEY: &str = "bench-dev-key-0123456789";
+
+/// Starts a release `surge gateway` with `env` and waits until it is ready on `addr`.
+pub async fn spawn_gateway(
+    bin_dir: &Path,
+    env: &[(String, String)],
+    addr: &str,
+    log: &str,
+) -> anyhow::Result<(FunctionProcess, reqwest::Client, String)> {
+    let gateway = FunctionProcess::spawn_binary(&bin_dir.join("surge"), &["gateway"], env, log);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let url = format!("http://{addr}");
+    eventually(
+        "the gateway to be ready",
+        Duration::from_secs(30),
+        || async {
+            let r = client.get(format!("{url}/readyz")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    Ok((gateway, client, url))
+}
 
 pub struct SurgeBench {
     db: TestDatabase,
@@ -41,29 +66,17 @@ impl SurgeBench {
             env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
             env
         };
-        let gateway = FunctionProcess::spawn_binary(
-            &bin_dir.join("surge"),
-            &["gateway"],
+        let (gateway, client, url) = spawn_gateway(
+            bin_dir,
             &common(&[
                 ("SURGE_HTTP__ADDR", addr.clone()),
                 ("SURGE_DEV__API_KEY", KEY.to_owned()),
                 ("SURGE_FUNCTIONS", "echo".to_owned()),
             ]),
+            &addr,
             "bench-gateway",
-        );
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        let url = format!("http://{addr}");
-        eventually(
-            "the gateway to be ready",
-            Duration::from_secs(30),
-            || async {
-                let r = client.get(format!("{url}/readyz")).send().await.ok()?;
-                r.status().is_success().then_some(())
-            },
         )
-        .await;
+        .await?;
         let echo = FunctionProcess::spawn_binary(
             &bin_dir.join("surge-echo"),
             &[],

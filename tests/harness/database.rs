@@ -43,24 +43,15 @@ impl TestDatabase {
     /// Drops a test database, disconnecting whoever is still on it. Blocking: used from Drop.
     pub fn drop_blocking(name: &str) {
         let name = name.to_owned();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let server = crate::postgres_server_url();
-                if let Ok(mut admin) = PgConnection::connect(&format!("{server}/postgres")).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await;
-                }
-            });
-        })
-        .join();
+        crate::block_on_thread(async move {
+            let server = crate::postgres_server_url();
+            if let Ok(mut admin) = PgConnection::connect(&format!("{server}/postgres")).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await;
+            }
+        });
     }
 }

@@ -131,6 +131,18 @@ impl TestApp {
             .expect("POST /jobs")
     }
 
+    /// `POST /jobs/{function}` with `Prefer: respond-async`; returns the accepted job (202).
+    pub async fn submit_async(&self, function: &str, body: &Value) -> Value {
+        let response = self
+            .request(Method::POST, &format!("/jobs/{function}"))
+            .header("prefer", "respond-async")
+            .json(body)
+            .send()
+            .await
+            .expect("POST /jobs");
+        Self::expect_json(response, StatusCode::ACCEPTED).await
+    }
+
     /// Reads a JSON body after checking the status.
     pub async fn expect_json(response: Response, status: StatusCode) -> Value {
         let got = response.status();
@@ -268,20 +280,11 @@ impl Drop for TestApp {
             .iter()
             .map(|f| f.to_string())
             .collect();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let probe = BrokerProbe::connect().await;
-                let names: Vec<&str> = functions.iter().map(String::as_str).collect();
-                probe.delete_topology(&prefix, &names).await;
-            });
-        })
-        .join();
+        crate::block_on_thread(async move {
+            let probe = BrokerProbe::connect().await;
+            let names: Vec<&str> = functions.iter().map(String::as_str).collect();
+            probe.delete_topology(&prefix, &names).await;
+        });
         TestDatabase::drop_blocking(&self.db.name);
     }
 }

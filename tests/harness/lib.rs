@@ -86,6 +86,23 @@ where
     }
 }
 
+/// Runs `future` to completion on a thread of its own with its own runtime: for clean-up in
+/// `Drop`, which may run inside or outside a runtime, and even while unwinding.
+pub fn block_on_thread<F>(future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(future);
+        }
+    })
+    .join();
+}
+
 /// Installs tracing once per test process (spans get real ids, as in production); the log
 /// filter comes from `SURGE_TEST_LOG` (default `warn`).
 pub fn init_telemetry() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use surge_tests::{BrokerProbe, TestApp, TestAppBuilder, close_connections_named};
 
@@ -131,14 +131,7 @@ async fn a_malformed_message_is_dead_lettered_with_its_reason_and_the_function_k
 async fn sigterm_lets_in_flight_work_finish_and_exits_0() {
     let mut app = TestApp::spawn().await;
     let mut sleep = app.start_function("sleep", &[]).await;
-    let response = app
-        .request(Method::POST, "/jobs/sleep")
-        .header("prefer", "respond-async")
-        .json(&json!({"ms": 1500}))
-        .send()
-        .await
-        .unwrap();
-    let id = TestApp::expect_json(response, StatusCode::ACCEPTED).await["id"]
+    let id = app.submit_async("sleep", &json!({"ms": 1500})).await["id"]
         .as_str()
         .unwrap()
         .to_owned();

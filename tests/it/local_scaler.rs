@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use surge_tests::{FunctionProcess, TestApp, TestAppBuilder, eventually};
+use surge_tests::{FunctionProcess, TestAppBuilder, eventually};
 
 const JOBS: usize = 9;
 
@@ -75,14 +74,7 @@ async fn a_burst_scales_sleep_from_zero_to_its_max_and_back_with_every_job_run_o
 
     let mut ids = Vec::new();
     for _ in 0..JOBS {
-        let response = app
-            .request(Method::POST, "/jobs/sleep")
-            .header("prefer", "respond-async")
-            .json(&json!({"ms": 2500}))
-            .send()
-            .await
-            .unwrap();
-        let job = TestApp::expect_json(response, StatusCode::ACCEPTED).await;
+        let job = app.submit_async("sleep", &json!({"ms": 2500})).await;
         ids.push(job["id"].as_str().unwrap().to_owned());
     }
 

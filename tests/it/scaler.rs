@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
 use serde_json::json;
 use surge_gateway::scaler::proto::external_scaler_client::ExternalScalerClient;
 use surge_gateway::scaler::proto::{GetMetricsRequest, ScaledObjectRef};
@@ -65,14 +64,7 @@ async fn a_published_job_pushes_active_to_keda_without_waiting_for_a_poll() {
             .result
     );
 
-    let response = app
-        .request(Method::POST, "/jobs/sleep")
-        .header("prefer", "respond-async")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    TestApp::expect_json(response, StatusCode::ACCEPTED).await;
+    app.submit_async("sleep", &json!({})).await;
     let pushed = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
     assert!(
         pushed.expect("pushed in time").unwrap().unwrap().result,
@@ -107,14 +99,7 @@ async fn metrics_count_queued_and_in_flight_jobs_and_go_idle_only_when_both_are_
         .into_inner();
     assert!(!stream.message().await.unwrap().unwrap().result);
     for _ in 0..2 {
-        let response = app
-            .request(Method::POST, "/jobs/sleep")
-            .header("prefer", "respond-async")
-            .json(&json!({"ms": 6000}))
-            .send()
-            .await
-            .unwrap();
-        TestApp::expect_json(response, StatusCode::ACCEPTED).await;
+        app.submit_async("sleep", &json!({"ms": 6000})).await;
     }
     assert!(stream.message().await.unwrap().unwrap().result);
     // One job checked out (unacknowledged) and one ready: both count, as KEDA's http protocol

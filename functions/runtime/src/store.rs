@@ -35,8 +35,8 @@ pub struct Delivered<'a> {
 /// trusted producer published the event straight to the broker. A finished job is returned
 /// untouched, so its stored answer can be republished.
 pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::Error> {
-    let new_id = JobId::new();
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        JobRecord,
         r#"
         INSERT INTO job (id, function, state, attempts, event_source, event_id, input,
                          trace_parent, started_at)
@@ -49,10 +49,11 @@ pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::
             started_at = CASE WHEN job.state IN ('queued', 'running')
                               THEN now() ELSE job.started_at END,
             updated_at = now()
-        RETURNING id, state AS "state: JobState", attempts, result, error, finished_at, owner_id,
+        RETURNING id AS "id: JobId", state AS "state: JobState", attempts, result, error,
+                  finished_at, owner_id,
                   (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
         "#,
-        new_id.0,
+        JobId::new().0,
         d.function,
         d.event_source,
         d.event_id,
@@ -60,17 +61,7 @@ pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::
         d.trace_parent,
     )
     .fetch_one(pool)
-    .await?;
-    Ok(JobRecord {
-        id: JobId(row.id),
-        state: row.state,
-        attempts: row.attempts,
-        result: row.result,
-        error: row.error,
-        finished_at: row.finished_at,
-        owner_id: row.owner_id,
-        tenant: row.tenant,
-    })
+    .await
 }
 
 /// Locks the job's row for the handler's transaction and returns its state. While one
@@ -152,24 +143,15 @@ pub async fn record_attempt_error(
 
 /// Reads a job back, after another delivery won the race to finish it.
 pub async fn load(pool: &PgPool, id: JobId) -> Result<JobRecord, sqlx::Error> {
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        JobRecord,
         r#"
-        SELECT id, state AS "state: JobState", attempts, result, error, finished_at, owner_id,
-               (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
+        SELECT id AS "id: JobId", state AS "state: JobState", attempts, result, error, finished_at,
+               owner_id, (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
         FROM job WHERE id = $1
         "#,
         id.0,
     )
     .fetch_one(pool)
-    .await?;
-    Ok(JobRecord {
-        id: JobId(row.id),
-        state: row.state,
-        attempts: row.attempts,
-        result: row.result,
-        error: row.error,
-        finished_at: row.finished_at,
-        owner_id: row.owner_id,
-        tenant: row.tenant,
-    })
+    .await
 }

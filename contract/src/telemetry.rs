@@ -22,6 +22,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `text` (readable, for development) or `json` (one object per line, for production).
+    /// Logs go to stderr, so a command's output on stdout stays clean.
     pub log_format: LogFormat,
     /// An `EnvFilter` directive, e.g. `info,surge_runtime=debug`.
     pub log_filter: String,
@@ -84,11 +85,16 @@ impl Telemetry {
                     tracing_subscriber::fmt::layer()
                         .json()
                         .flatten_event(true)
+                        .with_writer(std::io::stderr)
                         .with_filter(filter),
                 )
                 .try_init()?,
             LogFormat::Text => registry
-                .with(tracing_subscriber::fmt::layer().with_filter(filter))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_filter(filter),
+                )
                 .try_init()?,
         }
         Ok(Self { provider })

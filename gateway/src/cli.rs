@@ -39,6 +39,8 @@ pub enum Command {
     Simulate(commands::simulate::SimulateArgs),
     /// Lint the manifests together with the configuration.
     Check(commands::check::CheckArgs),
+    /// Mint, revoke and list API keys.
+    Key(commands::key::KeyArgs),
 }
 
 /// Parses the command line and runs the command; errors are reported on stderr.
@@ -63,6 +65,9 @@ pub async fn main() -> ExitCode {
         Command::Migrate => migrate(&settings).await,
         Command::Scaler(args) => scaler(args, &settings).await,
         Command::Simulate(args) => commands::simulate::run(&args).map(|table| print(&table)),
+        Command::Key(args) => commands::key::run(&args, &settings)
+            .await
+            .map(|out| print(&out)),
         Command::Check(args) => match commands::check::run(&args, &settings).await {
             Ok((report, failed)) => {
                 print(&report);

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Authenticator, DevKey};
+use crate::auth::{Authenticator, DevKey, KeyCache};
 use crate::bus::Bus;
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
@@ -48,6 +48,8 @@ impl Application {
         let pool = settings.database.connect().await?;
         schema::ensure_current(&pool).await?;
         let auth = Authenticator {
+            pool: pool.clone(),
+            cache: KeyCache::new(std::time::Duration::from_secs(1), 100_000),
             dev_key: match &settings.dev.api_key {
                 Some(key) => {
                     tracing::warn!(tenant = %settings.dev.tenant, "the development API key is enabled: never in production");
@@ -199,6 +201,7 @@ fn router(state: AppState, body_limit: usize) -> Router {
     Router::new()
         .merge(routes::jobs::router())
         .merge(routes::health::router())
+        .merge(routes::tokens::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::map_response(with_traceparent))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -143,6 +143,34 @@ impl TestApp {
         Self::expect_json(response, StatusCode::ACCEPTED).await
     }
 
+    /// Mints an API key for `account` of `tenant` (the entity is created on first use), as
+    /// `surge key create` does; returns the key and its id.
+    pub async fn mint_key(
+        &self,
+        tenant: &str,
+        account: &str,
+        seconds: i64,
+    ) -> (String, uuid::Uuid) {
+        use secrecy::ExposeSecret as _;
+        let pool = &self.db.pool;
+        let entity = surge_gateway::store::entities::ensure(pool, tenant, account)
+            .await
+            .expect("entity");
+        let (key, hash) = surge_gateway::auth::api_key::mint().expect("randomness");
+        let id =
+            surge_gateway::store::auth::insert_api_key(pool, entity, &hash, seconds, Some("test"))
+                .await
+                .expect("store key");
+        (key.expose_secret().to_owned(), id)
+    }
+
+    /// A request with `key` instead of the test's development key.
+    pub fn request_as(&self, key: &str, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("x-api-key", key)
+    }
+
     /// Reads a JSON body after checking the status.
     pub async fn expect_json(response: Response, status: StatusCode) -> Value {
         let got = response.status();

@@ -4,6 +4,7 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod api_keys;
 mod bad_input;
 mod exactly_once;
 mod faults;

@@ -16,7 +16,11 @@ impl DevKey {
     pub fn new(key: SecretString, entity_id: Uuid, tenant: String) -> Self {
         Self {
             key,
-            caller: Caller { entity_id, tenant },
+            caller: Caller {
+                entity_id,
+                tenant,
+                key_id: None,
+            },
         }
     }
 

@@ -2,5 +2,6 @@
 //! manifest check. Each takes its parsed arguments and the loaded settings.
 
 pub mod check;
+pub mod key;
 pub mod scaler;
 pub mod simulate;

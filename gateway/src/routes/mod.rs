@@ -4,5 +4,7 @@
 pub mod health;
 /// `POST /jobs/{function}`, `GET /jobs/{id}`, `GET /jobs`.
 pub mod jobs;
+/// `GET /tokens`, `DELETE /token/{id}`: the caller's API keys.
+pub mod tokens;
 /// The API's JSON documents.
 pub mod views;

@@ -1,5 +1,6 @@
 //! SQL, one module per table. Every query on owned data takes the owner's entity id, so a
 //! query that crosses tenants cannot be written by accident.
 
+pub mod auth;
 pub mod entities;
 pub mod jobs;

@@ -281,6 +281,15 @@ impl TestApp {
             .expect("count sleep runs")
     }
 
+    /// Every failed attempt's problem kept for a job, oldest first.
+    pub async fn attempt_errors(&self, id: &str) -> Value {
+        sqlx::query_scalar("SELECT attempt_errors FROM job WHERE id = $1::uuid")
+            .bind(id)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("read attempt errors")
+    }
+
     /// Waits until the job reaches `state`.
     pub async fn wait_for_state(&self, id: &str, state: &str, timeout: Duration) {
         eventually(&format!("job {id} to be {state}"), timeout, || async {

@@ -47,12 +47,7 @@ async fn a_poison_job_is_dead_after_its_attempts_and_other_jobs_are_unaffected()
             .contains("panicked"),
         "{job}"
     );
-    let errors: serde_json::Value =
-        sqlx::query_scalar("SELECT attempt_errors FROM job WHERE id = $1::uuid")
-            .bind(job["id"].as_str().unwrap())
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let errors = app.attempt_errors(job["id"].as_str().unwrap()).await;
     assert_eq!(
         errors.as_array().unwrap().len(),
         3,

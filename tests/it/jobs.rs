@@ -176,11 +176,6 @@ async fn a_retryable_failure_is_retried_until_it_succeeds() {
     assert_eq!(job["state"], "succeeded");
     assert_eq!(job["attempts"], 3);
     assert_eq!(job["result"]["attempt"], 3);
-    let errors: serde_json::Value =
-        sqlx::query_scalar("SELECT attempt_errors FROM job WHERE id = $1::uuid")
-            .bind(job["id"].as_str().unwrap())
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let errors = app.attempt_errors(job["id"].as_str().unwrap()).await;
     assert_eq!(errors.as_array().unwrap().len(), 2, "{errors}");
 }

@@ -2,6 +2,8 @@
 //! CloudEvent, and answers the waiting caller when the function's completion comes back
 //! through this replica's reply queue.
 
+/// Accepting a job: record, publish, wait (shared by every way in).
+pub mod accept;
 /// Who is calling: the `Caller` extractor.
 pub mod auth;
 /// The broker link: publishing jobs, the reply queue, waiting callers.

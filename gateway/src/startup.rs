@@ -201,6 +201,7 @@ fn router(state: AppState, body_limit: usize) -> Router {
     Router::new()
         .merge(routes::jobs::router())
         .merge(routes::health::router())
+        .merge(routes::events::router())
         .merge(routes::tokens::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::map_response(with_traceparent))

@@ -2,7 +2,8 @@
 """A CloudEvents producer and consumer built on the official Python SDK (PyPI `cloudevents`),
 used by the end-to-end tests to prove that Surge interoperates with another SDK.
 
-  ce_client.py http-send URL --mode binary|structured   event JSON on stdin -> prints {"status", "body"}
+  ce_client.py http-send URL [--mode binary|structured] [--header 'Name: value']...
+                                                         event JSON on stdin -> prints {"status", "headers", "body"}
   ce_client.py rabbitmq-encode                           event JSON on stdin -> prints the AMQP message
   ce_client.py rabbitmq-decode                           AMQP message JSON on stdin -> prints the event
 
@@ -27,16 +28,20 @@ def read_event() -> CloudEvent:
     return CloudEvent(attributes=spec["attributes"], data=spec.get("data"))
 
 
-def http_send(url: str, mode: str) -> None:
+def http_send(url: str, mode: str, extra_headers: dict[str, str]) -> None:
     event = read_event()
     message = (ce_http.to_binary if mode == "binary" else ce_http.to_structured)(event, JSONFormat())
-    request = urllib.request.Request(url, data=message.body, headers=message.headers, method="POST")
+    headers = {**message.headers, **extra_headers}
+    request = urllib.request.Request(url, data=message.body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            status, body = response.status, response.read()
+            status, got, body = response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
-        status, body = error.code, error.read()
-    json.dump({"status": status, "body": body.decode("utf-8", "replace")}, sys.stdout)
+        status, got, body = error.code, dict(error.headers), error.read()
+    json.dump(
+        {"status": status, "headers": {k.lower(): v for k, v in got.items()}, "body": body.decode("utf-8", "replace")},
+        sys.stdout,
+    )
 
 
 def rabbitmq_encode() -> None:
@@ -66,7 +71,16 @@ def rabbitmq_decode() -> None:
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "http-send":
-        http_send(sys.argv[2], sys.argv[4] if len(sys.argv) > 4 else "binary")
+        args = sys.argv[3:]
+        mode, headers = "binary", {}
+        while args:
+            flag, value, args = args[0], args[1], args[2:]
+            if flag == "--mode":
+                mode = value
+            elif flag == "--header":
+                name, _, text = value.partition(":")
+                headers[name.strip()] = text.strip()
+        http_send(sys.argv[2], mode, headers)
     elif command == "rabbitmq-encode":
         rabbitmq_encode()
     elif command == "rabbitmq-decode":

@@ -34,25 +34,27 @@ pub fn management_url() -> String {
 }
 
 /// Runs the Python CloudEvents client (`tests/clients/ce_client.py`, on the official SDK)
-/// with `stdin` as JSON and returns what it printed, as JSON.
-pub fn python_ce_client(args: &[&str], stdin: &serde_json::Value) -> serde_json::Value {
-    use std::io::Write as _;
+/// with `stdin` as JSON and returns what it printed, as JSON. Asynchronous, so an in-process
+/// gateway on the same runtime keeps serving while the client talks to it.
+pub async fn python_ce_client(args: &[&str], stdin: &serde_json::Value) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt as _;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/ce_client.py");
-    let mut child = std::process::Command::new("python3")
+    let mut child = tokio::process::Command::new("python3")
         .arg(script)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .expect("run python3 (scripts/setup.sh installs the client's packages)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
+    let mut input = child.stdin.take().expect("stdin");
+    input
         .write_all(stdin.to_string().as_bytes())
+        .await
         .expect("write stdin");
-    let out = child.wait_with_output().expect("python client");
+    drop(input);
+    let out = child.wait_with_output().await.expect("python client");
     assert!(
         out.status.success(),
         "the Python client failed: {}",

@@ -66,7 +66,8 @@ async fn an_event_from_the_python_sdks_rabbitmq_binding_is_run_and_its_completio
     let message = python_ce_client(
         &["rabbitmq-encode"],
         &event("py-1", "dev.surge.fn.echo", json!({"from": "python"})),
-    );
+    )
+    .await;
     let mut headers = FieldTable::default();
     for (k, v) in message["headers"].as_object().unwrap() {
         headers.insert(
@@ -91,7 +92,7 @@ async fn an_event_from_the_python_sdks_rabbitmq_binding_is_run_and_its_completio
         .await;
 
     let delivery = BrokerProbe::next(&mut completions, Duration::from_secs(10)).await;
-    let decoded = python_ce_client(&["rabbitmq-decode"], &as_python_message(&delivery));
+    let decoded = python_ce_client(&["rabbitmq-decode"], &as_python_message(&delivery)).await;
     assert_eq!(decoded["attributes"]["type"], "dev.surge.fn.echo.completed");
     assert_eq!(decoded["attributes"]["source"], "/surge/functions/echo");
     assert_eq!(decoded["attributes"]["surgestate"], "succeeded");
@@ -110,7 +111,7 @@ async fn a_function_in_http_mode_takes_events_from_the_python_sdk_once_each() {
         .await;
 
     let sent = event("knative-1", "dev.surge.fn.sleep", json!({"ms": 20}));
-    let binary = python_ce_client(&["http-send", &url, "--mode", "binary"], &sent);
+    let binary = python_ce_client(&["http-send", &url, "--mode", "binary"], &sent).await;
     assert_eq!(
         binary["status"], 204,
         "answered once recorded and completed: {binary}"
@@ -123,7 +124,7 @@ async fn a_function_in_http_mode_takes_events_from_the_python_sdk_once_each() {
     );
 
     // The same event again, now in structured mode: answered from the record, not rerun.
-    let again = python_ce_client(&["http-send", &url, "--mode", "structured"], &sent);
+    let again = python_ce_client(&["http-send", &url, "--mode", "structured"], &sent).await;
     assert_eq!(again["status"], 204, "{again}");
     let (runs, attempts, state): (i64, i32, String) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM sleep_run r WHERE r.job_id = job.id), attempts, state::text \

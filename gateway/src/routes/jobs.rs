@@ -13,15 +13,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
-use surge_contract::job::{FunctionName, GATEWAY_SOURCE, JobId};
-use surge_contract::telemetry::trace_context;
+use surge_contract::job::{FunctionName, JobId};
 
+use crate::accept::{Accepted, Submission, accept, wait};
 use crate::auth::Caller;
-use crate::bus::{JobRequest, job_message};
 use crate::error::ApiError;
 use crate::routes::views::{JobPage, JobView};
 use crate::state::AppState;
-use crate::store::jobs::{self, NewJob};
+use crate::store::jobs::{self, JobRow};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -43,77 +42,27 @@ async fn submit(
         .map_err(|e| ApiError::InvalidJson(format!("the body is not JSON: {e}")))?;
     let prefer = Preferences::parse(&headers);
     let key = idempotency_key(&headers)?;
-    let id = JobId::new();
-    let trace = trace_context(&tracing::Span::current());
-    let new = NewJob {
-        id,
-        owner: caller.entity_id,
-        function: function.as_str(),
-        idempotency_key: key,
-        event_source: GATEWAY_SOURCE,
-        input: &input,
-        trace_parent: trace.get("traceparent").map(String::as_str),
-    };
-    let Some(created_at) = jobs::insert(&state.pool, &new).await? else {
-        let key = key.unwrap_or_default();
-        return repeat(&state, &caller, key, &function, &input).await;
-    };
-    tracing::Span::current().record("job_id", tracing::field::display(id));
-    // Registered before publishing: a fast completion must find its caller.
-    let waiter = (!prefer.respond_async)
-        .then(|| state.bus.wait_for(id).ok())
-        .flatten();
-    let message = job_message(JobRequest {
-        id,
+    let submission = Submission {
         function: &function,
-        tenant: &caller.tenant,
-        entity: caller.entity_id,
-        created_at,
-        input,
-        trace,
-        reply_to: waiter.as_ref().map(|_| state.bus.reply_queue()),
-    })
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    if let Err(e) = state.bus.publish_job(&function, message).await {
-        drop(waiter);
-        if let Err(db) = jobs::delete_unpublished(&state.pool, caller.entity_id, id).await {
-            tracing::error!(error = %db, %id, "an unpublished job could not be removed");
-        }
-        tracing::warn!(error = %e, "publishing a job failed");
-        return Err(ApiError::Unavailable(format!(
-            "the job could not be queued ({e}); nothing was accepted, retry"
-        )));
-    }
-    state.activity.published(&function);
-    let view = JobView::queued(id, function.as_str(), created_at);
+        input: input.clone(),
+        idempotency_key: key,
+        wait: !prefer.respond_async,
+    };
+    let (view, waiter) = match accept(&state, &caller, submission).await? {
+        Accepted::New { view, waiter } => (view, waiter),
+        Accepted::Repeat(first) => return repeat(first, &function, &input),
+    };
     let Some(waiter) = waiter else {
         return Ok(accepted(view, prefer.respond_async));
     };
-    let timeout = prefer
-        .wait
-        .unwrap_or(state.http.sync_timeout())
-        .min(Duration::from_millis(state.http.max_wait_ms));
-    tokio::select! {
-        completion = waiter.wait(timeout) => Ok(match completion {
-            Some(completion) => (StatusCode::OK, Json(view.completed(&completion))).into_response(),
-            None => accepted(view, false),
-        }),
-        // Shutting down: nobody will deliver the completion here; the caller can poll.
-        _ = state.shutdown.cancelled() => Ok(accepted(view, false)),
-    }
+    Ok(match wait(&state, waiter, prefer.wait).await {
+        Some(completion) => (StatusCode::OK, Json(view.completed(&completion))).into_response(),
+        None => accepted(view, false),
+    })
 }
 
 /// A repeated `Idempotency-Key`: the first job, if the request is the same.
-async fn repeat(
-    state: &AppState,
-    caller: &Caller,
-    key: &str,
-    function: &FunctionName,
-    input: &Value,
-) -> Result<Response, ApiError> {
-    let first = jobs::by_idempotency_key(&state.pool, caller.entity_id, key)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotency conflict without a job")))?;
+fn repeat(first: JobRow, function: &FunctionName, input: &Value) -> Result<Response, ApiError> {
     if first.function != function.as_str() || first.input.as_ref() != Some(input) {
         return Err(ApiError::IdempotencyKeyReused(format!(
             "job {} of function {}",
@@ -178,14 +127,14 @@ async fn list(
     }))
 }
 
-fn known_function(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {
+pub(crate) fn known_function(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {
     FunctionName::parse(name)
         .ok()
         .filter(|f| state.functions.contains(f))
         .ok_or_else(|| ApiError::UnknownFunction(name.to_owned()))
 }
 
-fn body_error(e: &BytesRejection, limit: usize) -> ApiError {
+pub(crate) fn body_error(e: &BytesRejection, limit: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(limit)
     } else {
@@ -193,7 +142,7 @@ fn body_error(e: &BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-fn accepted(view: JobView, async_preferred: bool) -> Response {
+pub(crate) fn accepted(view: JobView, async_preferred: bool) -> Response {
     let location = format!("/jobs/{}", view.id);
     let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
     let headers = response.headers_mut();
@@ -226,13 +175,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 /// The caller's `Prefer` header (RFC 7240): `respond-async`, `wait=<seconds>`. Unknown
 /// preferences are ignored, as the RFC asks.
 #[derive(Debug, Default, PartialEq)]
-struct Preferences {
-    respond_async: bool,
-    wait: Option<Duration>,
+pub(crate) struct Preferences {
+    pub(crate) respond_async: bool,
+    pub(crate) wait: Option<Duration>,
 }
 
 impl Preferences {
-    fn parse(headers: &HeaderMap) -> Self {
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
         let mut prefs = Self::default();
         let tokens = headers
             .get_all("prefer")

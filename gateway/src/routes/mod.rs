@@ -1,5 +1,7 @@
 //! HTTP routes, one module per resource; the router is assembled in `startup`.
 
+/// `POST /events`: CloudEvents from producers.
+pub mod events;
 /// `/healthz`, `/readyz`.
 pub mod health;
 /// `POST /jobs/{function}`, `GET /jobs/{id}`, `GET /jobs`.

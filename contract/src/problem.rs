@@ -56,6 +56,7 @@ pub mod types {
     pub const PAYLOAD_TOO_LARGE: &str = "urn:surge:problem:payload-too-large";
     pub const UNAUTHORIZED: &str = "urn:surge:problem:unauthorized";
     pub const NOT_FOUND: &str = "urn:surge:problem:not-found";
+    pub const METHOD_NOT_ALLOWED: &str = "urn:surge:problem:method-not-allowed";
     pub const UNKNOWN_FUNCTION: &str = "urn:surge:problem:unknown-function";
     pub const IDEMPOTENCY_KEY_REUSED: &str = "urn:surge:problem:idempotency-key-reused";
     pub const UNAVAILABLE: &str = "urn:surge:problem:unavailable";
@@ -74,6 +75,7 @@ pub mod types {
         PAYLOAD_TOO_LARGE,
         UNAUTHORIZED,
         NOT_FOUND,
+        METHOD_NOT_ALLOWED,
         UNKNOWN_FUNCTION,
         IDEMPOTENCY_KEY_REUSED,
         UNAVAILABLE,

@@ -13,6 +13,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("no function named {0:?} is served here")]
     UnknownFunction(String),
     #[error("{0}")]
@@ -38,6 +40,11 @@ impl ApiError {
                 "Unauthorized",
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, types::NOT_FOUND, "Not found"),
+            Self::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                types::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+            ),
             Self::UnknownFunction(_) => (
                 StatusCode::NOT_FOUND,
                 types::UNKNOWN_FUNCTION,

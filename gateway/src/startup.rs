@@ -204,6 +204,9 @@ fn router(state: AppState, body_limit: usize) -> Router {
         .merge(routes::events::router())
         .merge(routes::tokens::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::MethodNotAllowed(format!("{method} is not served on this path"))
+        })
         .layer(axum::middleware::map_response(with_traceparent))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))

@@ -135,6 +135,11 @@ async fn unknown_jobs_and_routes_are_404_and_bad_paging_is_400() {
         .await
         .unwrap();
     problem(garbage, StatusCode::NOT_FOUND).await;
+    let method = app.request(Method::GET, "/events").send().await.unwrap();
+    assert_eq!(
+        problem(method, StatusCode::METHOD_NOT_ALLOWED).await["type"],
+        "urn:surge:problem:method-not-allowed"
+    );
     let route = app.request(Method::GET, "/nowhere").send().await.unwrap();
     problem(route, StatusCode::NOT_FOUND).await;
     let limit = app

@@ -281,6 +281,16 @@ impl TestApp {
             .expect("count sleep runs")
     }
 
+    /// A probe connection and a consumer of this test's completion events on `surge.events`
+    /// whose routing key matches `key` (keep the probe: the consumer lives on its connection).
+    pub async fn completions(&self, key: &str) -> (BrokerProbe, lapin::Consumer) {
+        let probe = BrokerProbe::connect().await;
+        let consumer = probe
+            .subscribe(&format!("{}surge.events", self.prefix), key)
+            .await;
+        (probe, consumer)
+    }
+
     /// Every failed attempt's problem kept for a job, oldest first.
     pub async fn attempt_errors(&self, id: &str) -> Value {
         sqlx::query_scalar("SELECT attempt_errors FROM job WHERE id = $1::uuid")

@@ -43,10 +43,7 @@ async fn send(app: &TestApp, mode: &str, event: &Value, prefer: Option<&str>) ->
 async fn a_python_producers_event_becomes_a_job_stamped_with_the_callers_entity() {
     let mut app = TestApp::spawn().await;
     let _echo = app.start_function("echo", &[]).await;
-    let probe = BrokerProbe::connect().await;
-    let mut completions = probe
-        .subscribe(&format!("{}surge.events", app.prefix), "#")
-        .await;
+    let (_probe, mut completions) = app.completions("#").await;
 
     let sent = send(
         &app,

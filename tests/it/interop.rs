@@ -58,10 +58,7 @@ async fn an_event_from_the_python_sdks_rabbitmq_binding_is_run_and_its_completio
  {
     let mut app = TestApp::spawn().await;
     let _echo = app.start_function("echo", &[]).await;
-    let probe = BrokerProbe::connect().await;
-    let mut completions = probe
-        .subscribe(&format!("{}surge.events", app.prefix), "#")
-        .await;
+    let (probe, mut completions) = app.completions("#").await;
 
     let message = python_ce_client(
         &["rabbitmq-encode"],
@@ -105,10 +102,7 @@ async fn an_event_from_the_python_sdks_rabbitmq_binding_is_run_and_its_completio
 async fn a_function_in_http_mode_takes_events_from_the_python_sdk_once_each() {
     let mut app = TestApp::spawn().await;
     let (_sleep, url) = app.start_function_http("sleep").await;
-    let probe = BrokerProbe::connect().await;
-    let mut completions = probe
-        .subscribe(&format!("{}surge.events", app.prefix), "-.-.sleep.*")
-        .await;
+    let (_probe, mut completions) = app.completions("-.-.sleep.*").await;
 
     let sent = event("knative-1", "dev.surge.fn.sleep", json!({"ms": 20}));
     let binary = python_ce_client(&["http-send", &url, "--mode", "binary"], &sent).await;

@@ -13,10 +13,7 @@ use surge_tests::{BrokerProbe, TestApp};
 async fn the_gateways_and_the_functions_spans_share_one_trace_id() {
     let mut app = TestApp::spawn().await;
     let _echo = app.start_function("echo", &[]).await;
-    let probe = BrokerProbe::connect().await;
-    let mut completions = probe
-        .subscribe(&format!("{}surge.events", app.prefix), "#")
-        .await;
+    let (_probe, mut completions) = app.completions("#").await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";

@@ -39,10 +39,7 @@ async fn job_record(app: &TestApp, id: &str) -> (Option<uuid::Uuid>, i32, i64) {
 async fn a_redelivered_finished_job_is_answered_from_its_record_not_rerun() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
-    let probe = BrokerProbe::connect().await;
-    let mut completions = probe
-        .subscribe(&format!("{}surge.events", app.prefix), "-.-.sleep.*")
-        .await;
+    let (probe, mut completions) = app.completions("-.-.sleep.*").await;
     let message = surge_contract::binding::encode(order_event("order-7")).unwrap();
     let exchange = format!("{}surge.jobs", app.prefix);
 
@@ -84,10 +81,7 @@ async fn duplicates_delivered_at_once_run_the_handler_once() {
     let _sleep = app
         .start_function("sleep", &[("SURGE_FUNCTION__CONCURRENCY", "4")])
         .await;
-    let probe = BrokerProbe::connect().await;
-    let mut completions = probe
-        .subscribe(&format!("{}surge.events", app.prefix), "-.-.sleep.*")
-        .await;
+    let (probe, mut completions) = app.completions("-.-.sleep.*").await;
     let message = surge_contract::binding::encode(order_event("order-8")).unwrap();
     let exchange = format!("{}surge.jobs", app.prefix);
     for _ in 0..3 {

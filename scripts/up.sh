@@ -29,6 +29,8 @@ stop() {
   echo "stopping..." >&2
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait
+  # Stopping on request is a clean end, not a failure.
+  exit 0
 }
 trap stop INT TERM EXIT
 

@@ -31,8 +31,9 @@ pub enum Accepted {
         view: JobView,
         waiter: Option<Waiter>,
     },
-    /// The idempotency key was used before: the first job.
-    Repeat(JobRow),
+    /// The idempotency key was used before: the first job, and the submitted input handed
+    /// back so the caller can compare the two without having cloned it up front.
+    Repeat { first: JobRow, input: Value },
 }
 
 /// Records and publishes a job for `caller`.
@@ -65,7 +66,7 @@ pub async fn accept(
             .ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!("idempotency conflict without a job"))
             })?;
-        return Ok(Accepted::Repeat(first));
+        return Ok(Accepted::Repeat { first, input });
     };
     tracing::Span::current().record("job_id", tracing::field::display(id));
     // Registered before publishing: a fast completion must find its caller.

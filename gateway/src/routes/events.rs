@@ -71,10 +71,10 @@ async fn receive(
     let prefer = Preferences::parse(&headers);
     let waits = !batch && prefer.wait.is_some();
     let mut views = Vec::with_capacity(incoming.len());
-    for item in &incoming {
+    for item in incoming {
         let submission = Submission {
             function: &item.function,
-            input: item.input.clone(),
+            input: item.input,
             idempotency_key: Some(&item.key),
             wait: waits,
         };
@@ -89,7 +89,7 @@ async fn receive(
                 });
             }
             Accepted::New { view, waiter: None } => views.push(view),
-            Accepted::Repeat(first) => views.push(JobView::from(first)),
+            Accepted::Repeat { first, .. } => views.push(JobView::from(first)),
         }
     }
     Ok(if batch {

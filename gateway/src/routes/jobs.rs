@@ -44,13 +44,13 @@ async fn submit(
     let key = idempotency_key(&headers)?;
     let submission = Submission {
         function: &function,
-        input: input.clone(),
+        input,
         idempotency_key: key,
         wait: !prefer.respond_async,
     };
     let (view, waiter) = match accept(&state, &caller, submission).await? {
         Accepted::New { view, waiter } => (view, waiter),
-        Accepted::Repeat(first) => return repeat(first, &function, &input),
+        Accepted::Repeat { first, input } => return repeat(first, &function, &input),
     };
     let Some(waiter) = waiter else {
         return Ok(accepted(view, prefer.respond_async));

@@ -68,7 +68,8 @@ impl TestAppBuilder {
         let addr = app.local_addr().expect("local addr");
         let scaler_addr = app.scaler_addr();
         let bus = app.state().bus.clone();
-        let server = tokio::spawn(app.run_until_stopped());
+        // Stopped by cancelling `shutdown` (in Drop); the task ends with the test's runtime.
+        tokio::spawn(app.run_until_stopped());
         assert!(
             bus.wait_connected(Duration::from_secs(10)).await,
             "gateway broker link up"
@@ -85,7 +86,6 @@ impl TestAppBuilder {
             settings,
             options: self,
             shutdown,
-            server: Some(server),
             spawned: 0,
         }
     }
@@ -102,7 +102,6 @@ pub struct TestApp {
     pub settings: GatewaySettings,
     pub options: TestAppBuilder,
     shutdown: CancellationToken,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     spawned: usize,
 }
 
@@ -306,14 +305,6 @@ impl TestApp {
             (self.job_state(id).await.as_deref() == Some(state)).then_some(())
         })
         .await;
-    }
-
-    /// Stops the gateway gracefully.
-    pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! the SHA-256 of a key is stored: keys carry ~190 bits of randomness, so a fast hash is
 //! enough (no password stretching needed), and the lookup is by hash, never by the key.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 /// Every key starts with this.
@@ -60,11 +60,6 @@ pub fn parse(presented: &str) -> Result<KeyHash, KeyError> {
     Ok(hash(presented))
 }
 
-/// The hash of a minted key (for tests and tooling that hold the secret).
-pub fn hash_of(key: &SecretString) -> KeyHash {
-    hash(key.expose_secret())
-}
-
 fn hash(key: &str) -> KeyHash {
     KeyHash(Sha256::digest(key.as_bytes()).into())
 }
@@ -82,6 +77,7 @@ fn checksum(random: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn a_minted_key_parses_to_its_hash() {

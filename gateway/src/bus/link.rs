@@ -102,10 +102,6 @@ impl Bus {
         self.inner.waiters.register(job)
     }
 
-    pub fn waiting(&self) -> usize {
-        self.inner.waiters.len()
-    }
-
     /// Publishes a job's request event to `surge.jobs`, mandatory and confirmed.
     pub async fn publish_job(
         &self,

@@ -54,7 +54,8 @@ impl Waiters {
         sender.is_some_and(|tx| tx.send(completion).is_ok())
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

@@ -14,4 +14,4 @@ pub use surge_autoscale::externalscaler as proto;
 
 pub use activity::{Activity, FunctionActivity};
 pub use service::ScalerService;
-pub use surge_autoscale::depth::{Depth, ManagementApi};
+pub use surge_autoscale::depth::ManagementApi;

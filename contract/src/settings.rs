@@ -102,6 +102,16 @@ impl DatabaseSettings {
     }
 }
 
+/// Whether the database answers a trivial query within 2 s: the readiness check every
+/// process's `/readyz` makes.
+pub async fn database_answers(pool: &PgPool) -> bool {
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), ping).await,
+        Ok(Ok(_))
+    )
+}
+
 /// RabbitMQ.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

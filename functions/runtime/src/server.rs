@@ -4,7 +4,6 @@
 //! its completion published.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +15,7 @@ use sqlx::PgPool;
 use surge_contract::binding;
 use surge_contract::link::Link;
 use surge_contract::problem::{Problem, types};
+use surge_contract::settings::database_answers;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Function;
@@ -56,15 +56,14 @@ async fn readyz<F: Function>(State(state): State<Arc<ServerState<F>>>) -> Respon
             "the broker link is down",
         );
     }
-    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
-    match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => "ready".into_response(),
-        _ => problem(
+    if !database_answers(&state.pool).await {
+        return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             types::UNAVAILABLE,
             "the database does not answer",
-        ),
+        );
     }
+    "ready".into_response()
 }
 
 async fn receive_event<F: Function>(

@@ -25,6 +25,7 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
 
 pub struct RawBench {
     _connection: Connection,
+    _inbox: BrokerProbe,
     channel: Channel,
     queue: String,
     reply_queue: String,
@@ -49,31 +50,10 @@ impl RawBench {
         channel
             .queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args)
             .await?;
-        let reply = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let reply_queue = reply.name().to_string();
+        // Replies arrive on a private queue (the harness's inbox, on a connection of its own).
+        let inbox = BrokerProbe::connect().await;
+        let (reply_queue, mut replies) = inbox.private_queue().await;
         let waiters: Waiters = Arc::default();
-        let consume = connection.create_channel().await?;
-        let mut replies = consume
-            .basic_consume(
-                reply_queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
         let dispatch = Arc::clone(&waiters);
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = replies.next().await {
@@ -104,6 +84,7 @@ impl RawBench {
         .await;
         Ok(Self {
             _connection: connection,
+            _inbox: inbox,
             channel,
             queue,
             reply_queue,

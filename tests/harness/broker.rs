@@ -66,8 +66,9 @@ impl BrokerProbe {
             .expect("confirm");
     }
 
-    /// A server-named queue bound to `exchange` with `key`, and a consumer on it.
-    pub async fn subscribe(&self, exchange: &str, key: &str) -> lapin::Consumer {
+    /// A server-named, exclusive queue and a no-ack consumer on it: a private inbox, gone
+    /// with the probe's connection.
+    pub async fn private_queue(&self) -> (String, lapin::Consumer) {
         let q = self
             .channel
             .queue_declare(
@@ -80,18 +81,9 @@ impl BrokerProbe {
                 FieldTable::default(),
             )
             .await
-            .expect("declare probe queue");
-        self.channel
-            .queue_bind(
-                q.name().clone(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind probe queue");
-        self.channel
+            .expect("declare a private queue");
+        let consumer = self
+            .channel
             .basic_consume(
                 q.name().clone(),
                 "".into(),
@@ -102,7 +94,24 @@ impl BrokerProbe {
                 FieldTable::default(),
             )
             .await
-            .expect("consume probe queue")
+            .expect("consume the private queue");
+        (q.name().to_string(), consumer)
+    }
+
+    /// A private queue bound to `exchange` with `key`, and a consumer on it.
+    pub async fn subscribe(&self, exchange: &str, key: &str) -> lapin::Consumer {
+        let (queue, consumer) = self.private_queue().await;
+        self.channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind the private queue");
+        consumer
     }
 
     /// The next delivery on `consumer`, within `timeout`.

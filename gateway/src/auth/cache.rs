@@ -29,10 +29,14 @@ impl KeyCache {
 
     /// The cached lookup, if fresh: `Some(None)` is a cached "no such key".
     pub fn get(&self, hash: &KeyHash) -> Option<Option<KeyRecord>> {
+        self.get_at(hash, Instant::now())
+    }
+
+    fn get_at(&self, hash: &KeyHash, now: Instant) -> Option<Option<KeyRecord>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(hash)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
             .map(|(record, _)| record.clone())
     }
 
@@ -56,12 +60,16 @@ mod tests {
 
     #[test]
     fn entries_expire_after_the_ttl() {
-        let cache = KeyCache::new(Duration::from_millis(20), 10);
+        let ttl = Duration::from_secs(1);
+        let cache = KeyCache::new(ttl, 10);
         let h = KeyHash([1; 32]);
         cache.put(h, None);
-        assert_eq!(cache.get(&h).map(|r| r.is_none()), Some(true));
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(cache.get(&h).is_none());
+        let now = Instant::now();
+        assert_eq!(cache.get_at(&h, now).map(|r| r.is_none()), Some(true));
+        assert!(
+            cache.get_at(&h, now + ttl).is_none(),
+            "gone once the TTL has passed"
+        );
     }
 
     #[test]

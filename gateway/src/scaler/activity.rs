@@ -24,19 +24,22 @@ pub struct FunctionActivity {
 }
 
 impl FunctionActivity {
-    fn recently_published(&self, hold: Duration) -> bool {
-        !self.counted_since_publish && self.last_publish.is_some_and(|t| t.elapsed() < hold)
+    fn recently_published(&self, hold: Duration, now: Instant) -> bool {
+        !self.counted_since_publish
+            && self
+                .last_publish
+                .is_some_and(|t| now.saturating_duration_since(t) < hold)
     }
 
     /// Active while any job is queued or in flight, or one was just published.
-    pub fn is_active(&self, hold: Duration) -> bool {
-        self.depth.total() > 0 || self.recently_published(hold)
+    pub fn is_active(&self, hold: Duration, now: Instant) -> bool {
+        self.depth.total() > 0 || self.recently_published(hold, now)
     }
 
     /// Queued plus in-flight jobs; at least 1 right after a publish the figures do not show yet.
-    pub fn metric(&self, hold: Duration) -> u64 {
+    pub fn metric(&self, hold: Duration, now: Instant) -> u64 {
         let total = self.depth.total();
-        if total == 0 && self.recently_published(hold) {
+        if total == 0 && self.recently_published(hold, now) {
             1
         } else {
             total
@@ -128,13 +131,13 @@ mod tests {
     #[test]
     fn a_publish_makes_a_function_active_until_the_hold_ends() {
         let hold = Duration::from_millis(50);
+        let published = Instant::now();
         let mut a = FunctionActivity::default();
-        assert!(!a.is_active(hold));
-        a.last_publish = Some(Instant::now());
-        assert!(a.is_active(hold));
-        assert_eq!(a.metric(hold), 1);
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(!a.is_active(hold));
+        assert!(!a.is_active(hold, published));
+        a.last_publish = Some(published);
+        assert!(a.is_active(hold, published + Duration::from_millis(49)));
+        assert_eq!(a.metric(hold, published), 1);
+        assert!(!a.is_active(hold, published + hold));
     }
 
     #[test]
@@ -145,7 +148,10 @@ mod tests {
             last_publish: Some(Instant::now()),
             counted_since_publish: true,
         };
-        assert!(!a.is_active(hold), "counted, then drained: idle");
+        assert!(
+            !a.is_active(hold, Instant::now()),
+            "counted, then drained: idle"
+        );
     }
 
     #[test]
@@ -158,7 +164,10 @@ mod tests {
             },
             ..Default::default()
         };
-        assert!(a.is_active(hold), "a busy function is not idle");
-        assert_eq!(a.metric(hold), 3);
+        assert!(
+            a.is_active(hold, Instant::now()),
+            "a busy function is not idle"
+        );
+        assert_eq!(a.metric(hold, Instant::now()), 3);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::Stream;
 use surge_contract::job::FunctionName;
@@ -81,7 +82,7 @@ impl ExternalScaler for ScalerService {
         let function = self.function(Some(request.get_ref()))?;
         let activity = self.activity.current(&function).unwrap_or_default();
         Ok(Response::new(IsActiveResponse {
-            result: activity.is_active(self.activity.hold()),
+            result: activity.is_active(self.activity.hold(), Instant::now()),
         }))
     }
 
@@ -108,7 +109,7 @@ impl ExternalScaler for ScalerService {
             state,
             move |(mut rx, mut last, permit, shutdown)| async move {
                 loop {
-                    let active = rx.borrow_and_update().is_active(hold);
+                    let active = rx.borrow_and_update().is_active(hold, Instant::now());
                     if last != Some(active) {
                         last = Some(active);
                         return Some((
@@ -148,7 +149,7 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<GetMetricsResponse>, Status> {
         let function = self.function(request.get_ref().scaled_object_ref.as_ref())?;
         let activity = self.activity.current(&function).unwrap_or_default();
-        let value = activity.metric(self.activity.hold());
+        let value = activity.metric(self.activity.hold(), Instant::now());
         let name = match request.get_ref().metric_name.as_str() {
             "" => metric_name(&function),
             asked => asked.to_owned(),

@@ -41,6 +41,19 @@ if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate, cloudeven
     -r "$(dirname "$0")/../tests/clients/requirements.txt"
 fi
 
+# --- test identity providers and the browser that logs in through them ---
+idp="$(dirname "$0")/../tests/idp"
+if [ ! -d "$idp/node_modules/oidc-provider" ] || [ "$idp/package-lock.json" -nt "$idp/node_modules/.package-lock.json" ]; then
+  say "installing the test identity providers (npm ci in tests/idp)"
+  npm ci --prefix "$idp" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Debian's chromium (headless browser tests; a minute or two, once)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null 2>&1 || true
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 # --- tools ---
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   say "installing cargo-nextest"

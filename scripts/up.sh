@@ -34,6 +34,27 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Two local OpenID providers (tests/idp/idp.mjs, npm oidc-provider) as the tenants `local`
+# and `partner`. Test users: alice (admin), bob, carol (unverified email); any password.
+# Client secrets are made once and kept in .surge/, like the development key.
+idp_ports=(${SURGE_UP_IDP_PORTS:-4001 4002})
+tenants=()
+i=0
+for tenant in local partner; do
+  port=${idp_ports[$i]}; i=$((i + 1))
+  if [ ! -s "$state/idp-$tenant-secret" ]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$state/idp-$tenant-secret")
+  fi
+  secret=$(cat "$state/idp-$tenant-secret")
+  IDP_PORT=$port IDP_PATH=/$tenant IDP_CLIENT_ID=surge-$tenant IDP_CLIENT_SECRET=$secret \
+    IDP_REDIRECT_URIS=http://$SURGE_HTTP__ADDR/callback \
+    node tests/idp/idp.mjs > "$state/logs/idp-$tenant.log" 2>&1 &
+  pids+=($!)
+  tenants+=("{name=\"$tenant\", issuer=\"http://127.0.0.1:$port/$tenant\", client_id=\"surge-$tenant\", client_secret=\"$secret\", redirect_url=\"http://$SURGE_HTTP__ADDR/callback\", admin_group=\"admins\", accept_bearer=true}")
+done
+export SURGE_TENANTS="[$(IFS=,; echo "${tenants[*]}")]"
+
+
 "$bin/surge" gateway > "$state/logs/gateway.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -46,6 +67,9 @@ Surge is up on http://$SURGE_HTTP__ADDR  (logs in $state/logs/)
 Functions start from zero when work arrives and go back to zero after their cooldown
 (capped at ${SURGE_UP_MAX_COOLDOWN:-30} s here), as the ScaledObjects in keda/base say.
 Development API key: $SURGE_DEV__API_KEY   (also in $state/dev-api-key)
+
+Log in (users alice = admin, bob, carol = unverified; any password) and get an API key:
+  http://$SURGE_HTTP__ADDR/token?tenant=local      http://$SURGE_HTTP__ADDR/token?tenant=partner
 
   curl -s -X POST http://$SURGE_HTTP__ADDR/jobs/echo -H "X-API-Key: \$(cat $state/dev-api-key)" \\
        -H 'content-type: application/json' -d '{"hello":"world"}'

@@ -61,6 +61,14 @@ pub mod types {
     pub const IDEMPOTENCY_KEY_REUSED: &str = "urn:surge:problem:idempotency-key-reused";
     pub const UNAVAILABLE: &str = "urn:surge:problem:unavailable";
     pub const INTERNAL: &str = "urn:surge:problem:internal";
+    /// Authenticated, but not allowed (an admin endpoint, a refused identity).
+    pub const FORBIDDEN: &str = "urn:surge:problem:forbidden";
+    /// `/login`, `/token` or `/callback` named a tenant that is not configured.
+    pub const UNKNOWN_TENANT: &str = "urn:surge:problem:unknown-tenant";
+    /// A login could not be completed: bad or replayed state, provider error, mix-up.
+    pub const LOGIN_FAILED: &str = "urn:surge:problem:login-failed";
+    /// A tenant's identity provider cannot be reached or answered nonsense.
+    pub const PROVIDER_UNAVAILABLE: &str = "urn:surge:problem:provider-unavailable";
     /// A handler reported a permanent failure.
     pub const JOB_FAILED: &str = "urn:surge:problem:job-failed";
     /// The handler's input did not match the function's input type.
@@ -80,6 +88,10 @@ pub mod types {
         IDEMPOTENCY_KEY_REUSED,
         UNAVAILABLE,
         INTERNAL,
+        FORBIDDEN,
+        UNKNOWN_TENANT,
+        LOGIN_FAILED,
+        PROVIDER_UNAVAILABLE,
         JOB_FAILED,
         JOB_INVALID_INPUT,
         JOB_DEAD,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use surge_contract::job::FunctionName;
 use surge_contract::settings::{BrokerSettings, DatabaseSettings, JobSettings};
 use surge_contract::telemetry::TelemetrySettings;
+use url::Url;
 
 /// Unknown top-level sections are ignored (one environment may configure several binaries);
 /// unknown keys inside a section are refused, so a typo is caught.
@@ -24,6 +25,9 @@ pub struct GatewaySettings {
     pub functions: Vec<FunctionName>,
     pub scaler: ScalerSettings,
     pub dev: DevSettings,
+    /// The OIDC providers users log in with, one per tenant.
+    pub tenants: Vec<TenantSettings>,
+    pub identity: IdentitySettings,
 }
 
 impl Default for GatewaySettings {
@@ -40,6 +44,8 @@ impl Default for GatewaySettings {
                 .collect(),
             scaler: ScalerSettings::default(),
             dev: DevSettings::default(),
+            tenants: Vec::new(),
+            identity: IdentitySettings::default(),
         }
     }
 }
@@ -122,20 +128,85 @@ impl HttpSettings {
     }
 }
 
-/// Development only. Until identity lands, a single API key from configuration guards the
-/// API and maps to one entity. Off unless `dev.api_key` is set.
+/// One tenant: an OpenID provider and this gateway's client registration with it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// The tenant's name in URLs (`/login?tenant=`) and in the database; never change it.
+    pub name: String,
+    /// The provider's issuer URL, exactly as its discovery document states it.
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// Scopes asked for; `openid` is always sent. Add `offline_access` for refresh tokens.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// This gateway's `/callback` as registered with the provider. Cookies are `Secure` when
+    /// it is https.
+    pub redirect_url: Url,
+    /// Members of this group (the ID token's `groups` claim) are admins.
+    #[serde(default)]
+    pub admin_group: Option<String>,
+    /// Email domains this provider is authoritative for: their addresses are trusted even
+    /// without `email_verified` (a company's own directory, say).
+    #[serde(default)]
+    pub authoritative_domains: Vec<String>,
+    /// Also accept this provider's JWTs (ID tokens, JWT access tokens for this client) as
+    /// bearer credentials.
+    #[serde(default)]
+    pub accept_bearer: bool,
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+
+/// How logins and issued keys behave, for every tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// Timeout of every call to a provider (discovery, keys, code exchange).
+    pub provider_timeout_ms: u64,
+    /// How long a provider's discovery document and keys are reused.
+    pub discovery_ttl_s: u64,
+    /// How long a started login may take before its state is refused.
+    pub flow_ttl_s: u64,
+    /// Lifetime of a key minted by `/token` when the caller does not ask for one (0 = never
+    /// expires).
+    pub default_key_seconds: i64,
+    /// Lifetime of the token `/login` returns when the provider does not say.
+    pub login_token_seconds: i64,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            provider_timeout_ms: 5_000,
+            discovery_ttl_s: 3_600,
+            flow_ttl_s: 600,
+            default_key_seconds: 30 * 24 * 3_600,
+            login_token_seconds: 3_600,
+        }
+    }
+}
+
+/// Development only: a single API key from configuration that maps to one entity, for
+/// scripts and tests that do not log in. Off unless `dev.api_key` is set; never in production.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DevSettings {
     pub api_key: Option<SecretString>,
     pub tenant: String,
     pub account: String,
+    /// Whether the development key is an admin.
+    pub admin: bool,
 }
 
 impl Default for DevSettings {
     fn default() -> Self {
         Self {
             api_key: None,
+            admin: false,
             tenant: "dev".into(),
             account: "dev@localhost".into(),
         }
@@ -164,6 +235,37 @@ impl GatewaySettings {
             return Err("scaler.addr needs scaler.management_url (SURGE_SCALER__MANAGEMENT_URL=http://user:password@rabbitmq:15672): \
                         queued and in-flight counts come from RabbitMQ's management API"
                 .into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.tenants {
+            if t.name.is_empty()
+                || !t
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(format!(
+                    "tenants: {:?} is not a valid tenant name (letters, digits, '-' and '_')",
+                    t.name
+                ));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(format!("tenants: {:?} is configured twice", t.name));
+            }
+            if !matches!(t.redirect_url.scheme(), "http" | "https") {
+                return Err(format!(
+                    "tenants.{}.redirect_url must be this gateway's http(s) /callback URL",
+                    t.name
+                ));
+            }
+        }
+        if self.identity.flow_ttl_s == 0 || self.identity.provider_timeout_ms == 0 {
+            return Err(
+                "identity.flow_ttl_s and identity.provider_timeout_ms must be positive".into(),
+            );
+        }
+        if self.identity.default_key_seconds < 0 || self.identity.login_token_seconds <= 0 {
+            return Err("identity.default_key_seconds must be >= 0 (0 = never expires) and identity.login_token_seconds > 0".into());
         }
         if !self.scaler.default_target.is_finite() || self.scaler.default_target <= 0.0 {
             return Err("scaler.default_target must be positive".into());
@@ -209,6 +311,26 @@ mod tests {
             serde_json::from_value::<GatewaySettings>(serde_json::json!({"functions": "Bad Name"}))
                 .unwrap_err();
         assert!(err.to_string().contains("invalid function name"), "{err}");
+    }
+
+    #[test]
+    // figment's Jail fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
+    fn tenants_come_from_the_environment_as_a_list() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "SURGE_TENANTS",
+                r#"[{name="a", issuer="http://127.0.0.1:4001", client_id="gw", client_secret="s", redirect_url="http://127.0.0.1:8080/callback", admin_group="admins"}]"#,
+            );
+            let s: GatewaySettings = figment::Figment::new()
+                .merge(figment::providers::Env::prefixed("SURGE_").split("__"))
+                .extract()?;
+            assert_eq!(s.tenants.len(), 1);
+            assert_eq!(s.tenants[0].scopes, ["openid", "email", "profile"]);
+            assert_eq!(s.tenants[0].admin_group.as_deref(), Some("admins"));
+            assert!(s.validate().is_ok());
+            Ok(())
+        });
     }
 
     #[test]

@@ -27,6 +27,14 @@ pub enum ApiError {
     IdempotencyKeyReused(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    UnknownTenant(String),
+    #[error("{0}")]
+    LoginFailed(String),
+    #[error("{0}")]
+    ProviderUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -66,6 +74,18 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 types::UNAVAILABLE,
                 "Service unavailable",
+            ),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, types::FORBIDDEN, "Forbidden"),
+            Self::UnknownTenant(_) => (
+                StatusCode::NOT_FOUND,
+                types::UNKNOWN_TENANT,
+                "Unknown tenant",
+            ),
+            Self::LoginFailed(_) => (StatusCode::BAD_REQUEST, types::LOGIN_FAILED, "Login failed"),
+            Self::ProviderUnavailable(_) => (
+                StatusCode::BAD_GATEWAY,
+                types::PROVIDER_UNAVAILABLE,
+                "Identity provider unavailable",
             ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -16,6 +16,8 @@ pub mod commands;
 pub mod config;
 /// `ApiError`: every outcome a client can see, rendered as problem+json.
 pub mod error;
+/// Tenants, logins and bearer tokens.
+pub mod identity;
 /// HTTP routes, one module per resource.
 pub mod routes;
 /// KEDA's external push scaler over gRPC.

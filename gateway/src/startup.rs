@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -18,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Authenticator, DevKey, KeyCache};
+use crate::auth::{Authenticator, DevKey, KeyCache, SubjectCache};
 use crate::bus::Bus;
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
+use crate::identity::Tenants;
 use crate::routes;
 use crate::scaler::proto::external_scaler_server::ExternalScalerServer;
 use crate::scaler::{Activity, ManagementApi, ScalerService};
@@ -45,11 +47,28 @@ impl Application {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(settings.http.addr)
+            .await
+            .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
+        Self::build_on(listener, settings, shutdown).await
+    }
+
+    /// As `build`, on a listener bound already (tests bind first, so the identity providers
+    /// they start can be told the gateway's callback URL).
+    pub async fn build_on(
+        listener: TcpListener,
+        settings: GatewaySettings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
         let pool = settings.database.connect().await?;
         schema::ensure_current(&pool).await?;
+        let tenants = Arc::new(Tenants::new(&settings.tenants, &settings.identity));
         let auth = Authenticator {
             pool: pool.clone(),
-            cache: KeyCache::new(std::time::Duration::from_secs(1), 100_000),
+            keys: KeyCache::new(Duration::from_secs(1), 100_000),
+            subjects: SubjectCache::new(Duration::from_secs(60), 100_000),
+            tenants: tenants.clone(),
             dev_key: match &settings.dev.api_key {
                 Some(key) => {
                     tracing::warn!(tenant = %settings.dev.tenant, "the development API key is enabled: never in production");
@@ -60,12 +79,15 @@ impl Application {
                         key.clone(),
                         entity,
                         settings.dev.tenant.clone(),
+                        settings.dev.admin,
                     ))
                 }
                 None => {
-                    tracing::warn!(
-                        "no credentials are configured: every protected endpoint answers 401"
-                    );
+                    if settings.tenants.is_empty() {
+                        tracing::warn!(
+                            "no tenants and no development key are configured: nobody can log in, every protected endpoint answers 401"
+                        );
+                    }
                     None
                 }
             },
@@ -99,14 +121,12 @@ impl Application {
             bus,
             activity,
             auth: Arc::new(auth),
+            tenants,
             functions: Arc::new(settings.functions.iter().cloned().collect::<HashSet<_>>()),
             http: Arc::new(settings.http.clone()),
             shutdown,
         };
         let router = router(state.clone(), settings.http.body_limit_bytes);
-        let listener = TcpListener::bind(settings.http.addr)
-            .await
-            .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
         Ok(Self {
             listener,
             scaler,
@@ -203,6 +223,7 @@ fn router(state: AppState, body_limit: usize) -> Router {
         .merge(routes::health::router())
         .merge(routes::events::router())
         .merge(routes::tokens::router())
+        .merge(routes::login::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::MethodNotAllowed(format!("{method} is not served on this path"))

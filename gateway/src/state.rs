@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::config::HttpSettings;
+use crate::identity::Tenants;
 use crate::scaler::Activity;
 
 #[derive(Clone, Debug)]
@@ -17,6 +18,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub bus: Bus,
     pub auth: Arc<Authenticator>,
+    pub tenants: Arc<Tenants>,
     pub functions: Arc<HashSet<FunctionName>>,
     pub http: Arc<HttpSettings>,
     /// Which functions have work; the jobs route marks each publish for the push scaler.

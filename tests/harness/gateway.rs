@@ -7,11 +7,11 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::SecretString;
 use serde_json::Value;
-use surge_gateway::config::GatewaySettings;
+use surge_gateway::config::{GatewaySettings, TenantSettings};
 use surge_gateway::startup::Application;
 use tokio_util::sync::CancellationToken;
 
-use crate::{BrokerProbe, FunctionProcess, TestDatabase, eventually};
+use crate::{BrokerProbe, Browser, FunctionProcess, IdentityProvider, TestDatabase, eventually};
 
 /// The API key the test gateway accepts.
 pub const TEST_API_KEY: &str = "test-dev-key-0123456789";
@@ -24,6 +24,9 @@ pub struct TestAppBuilder {
     pub max_attempts: u32,
     pub sync_timeout_ms: u64,
     pub body_limit_bytes: usize,
+    /// Start two real OpenID providers as tenants `a` (bearer JWTs accepted) and `b`
+    /// (refresh tokens), plus a tenant `down` whose provider does not exist.
+    pub identity: bool,
 }
 
 impl Default for TestAppBuilder {
@@ -33,6 +36,7 @@ impl Default for TestAppBuilder {
             max_attempts: 5,
             sync_timeout_ms: 20_000,
             body_limit_bytes: 64 * 1024,
+            identity: false,
         }
     }
 }
@@ -61,8 +65,36 @@ impl TestAppBuilder {
             // function active (see scaler.publish_hold_ms).
             settings.scaler.publish_hold_ms = 30_000;
         }
+        let listener = tokio::net::TcpListener::bind(settings.http.addr)
+            .await
+            .expect("bind the gateway");
+        let mut idps = Vec::new();
+        if self.identity {
+            let callback = format!("http://{}/callback", listener.local_addr().expect("addr"));
+            for (tenant, path) in [("a", "realm-a"), ("b", "realm-b")] {
+                let idp = IdentityProvider::start(path, &callback).await;
+                settings
+                    .tenants
+                    .push(tenant_settings(tenant, &idp, &callback));
+                idps.push(idp);
+            }
+            settings.tenants[0].accept_bearer = true;
+            settings.tenants[1].scopes.push("offline_access".into());
+            let mut down = settings.tenants[0].clone();
+            down.name = "down".into();
+            // A port that was free a moment ago: connection refused at once.
+            let free = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            down.issuer = format!("http://127.0.0.1:{free}/down")
+                .parse()
+                .expect("url");
+            down.accept_bearer = false;
+            settings.tenants.push(down);
+        }
         let shutdown = CancellationToken::new();
-        let app = Application::build(settings.clone(), shutdown.clone())
+        let app = Application::build_on(listener, settings.clone(), shutdown.clone())
             .await
             .expect("build the gateway");
         let addr = app.local_addr().expect("local addr");
@@ -87,6 +119,7 @@ impl TestAppBuilder {
             options: self,
             shutdown,
             spawned: 0,
+            idps,
         }
     }
 }
@@ -103,6 +136,22 @@ pub struct TestApp {
     pub options: TestAppBuilder,
     shutdown: CancellationToken,
     spawned: usize,
+    /// The tenants' providers (with `identity`): `a`, then `b`.
+    pub idps: Vec<IdentityProvider>,
+}
+
+fn tenant_settings(name: &str, idp: &IdentityProvider, callback: &str) -> TenantSettings {
+    TenantSettings {
+        name: name.into(),
+        issuer: idp.issuer.parse().expect("issuer url"),
+        client_id: idp.client_id.clone(),
+        client_secret: SecretString::from(idp.client_secret.clone()),
+        scopes: ["openid", "email", "profile"].map(String::from).to_vec(),
+        redirect_url: callback.parse().expect("callback url"),
+        admin_group: Some("admins".into()),
+        authoritative_domains: Vec::new(),
+        accept_bearer: false,
+    }
 }
 
 impl TestApp {
@@ -112,6 +161,24 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Logs `user` in to `tenant` through its provider in a fresh browser and returns the
+    /// callback's answer (`/token?…` mints an API key: `access_token`).
+    pub async fn login_json(&self, path_and_query: &str, user: &str) -> Value {
+        let response = Browser::new().login(&self.url(path_and_query), user).await;
+        Self::expect_json(response, StatusCode::OK).await
+    }
+
+    /// A new API key of `user` in `tenant`, through the whole login.
+    pub async fn login_key(&self, tenant: &str, user: &str) -> String {
+        let issued = self
+            .login_json(&format!("/token?tenant={tenant}"), user)
+            .await;
+        issued["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
     /// A request with the test's API key.

@@ -6,11 +6,13 @@ mod broker;
 mod database;
 mod function;
 mod gateway;
+mod identity;
 
 pub use broker::{BrokerProbe, close_connections_named};
 pub use database::TestDatabase;
 pub use function::{FunctionProcess, bin_dir, log_dir};
 pub use gateway::{TEST_API_KEY, TestApp, TestAppBuilder};
+pub use identity::{Browser, IdentityProvider, Landing, idp_dir};
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -110,6 +112,10 @@ where
 pub fn init_telemetry() {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
+        if tracing::dispatcher::has_been_set() {
+            // The test installed its own (to read the logs).
+            return;
+        }
         let settings = surge_contract::telemetry::TelemetrySettings {
             log_filter: std::env::var("SURGE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             ..Default::default()

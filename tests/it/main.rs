@@ -9,6 +9,7 @@ mod bad_input;
 mod events;
 mod exactly_once;
 mod faults;
+mod identity;
 mod interop;
 mod jobs;
 mod local_scaler;

@@ -1,24 +1,22 @@
-//! A short-lived, bounded cache of API key lookups, so a busy key costs one query per second
-//! per replica rather than one per request. Entries live at most `ttl` (1 s by default): a
+//! A short-lived, bounded cache. Keys: API key lookups, so a busy key costs one query per
+//! second per replica rather than one per request; entries live at most `ttl` (1 s), so a
 //! key revoked or expired in the database is refused by every replica within that time, with
 //! no broadcast to lose. Unknown keys are cached too, so a flood of well-formed fakes cannot
-//! turn into a flood of queries.
+//! turn into a flood of queries. Bearer tokens: the entity a provider's subject maps to.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::api_key::KeyHash;
-use crate::store::auth::KeyRecord;
-
 #[derive(Debug)]
-pub struct KeyCache {
+pub struct TtlCache<K, V> {
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<KeyHash, (Option<KeyRecord>, Instant)>>,
+    entries: Mutex<HashMap<K, (V, Instant)>>,
 }
 
-impl KeyCache {
+impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
             ttl,
@@ -27,20 +25,20 @@ impl KeyCache {
         }
     }
 
-    /// The cached lookup, if fresh: `Some(None)` is a cached "no such key".
-    pub fn get(&self, hash: &KeyHash) -> Option<Option<KeyRecord>> {
-        self.get_at(hash, Instant::now())
+    /// The cached value, if fresh.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.get_at(key, Instant::now())
     }
 
-    fn get_at(&self, hash: &KeyHash, now: Instant) -> Option<Option<KeyRecord>> {
+    fn get_at(&self, key: &K, now: Instant) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
-            .get(hash)
+            .get(key)
             .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
-            .map(|(record, _)| record.clone())
+            .map(|(value, _)| value.clone())
     }
 
-    pub fn put(&self, hash: KeyHash, record: Option<KeyRecord>) {
+    pub fn put(&self, key: K, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity {
             let ttl = self.ttl;
@@ -50,7 +48,15 @@ impl KeyCache {
                 entries.clear();
             }
         }
-        entries.insert(hash, (record, Instant::now()));
+        entries.insert(key, (value, Instant::now()));
+    }
+
+    /// Forgets every entry (a key was revoked or rotated on this replica).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -61,22 +67,21 @@ mod tests {
     #[test]
     fn entries_expire_after_the_ttl() {
         let ttl = Duration::from_secs(1);
-        let cache = KeyCache::new(ttl, 10);
-        let h = KeyHash([1; 32]);
-        cache.put(h, None);
+        let cache = TtlCache::<u8, Option<u8>>::new(ttl, 10);
+        cache.put(1, None);
         let now = Instant::now();
-        assert_eq!(cache.get_at(&h, now).map(|r| r.is_none()), Some(true));
+        assert_eq!(cache.get_at(&1, now), Some(None));
         assert!(
-            cache.get_at(&h, now + ttl).is_none(),
+            cache.get_at(&1, now + ttl).is_none(),
             "gone once the TTL has passed"
         );
     }
 
     #[test]
     fn the_cache_never_grows_past_its_capacity() {
-        let cache = KeyCache::new(Duration::from_secs(60), 3);
-        for i in 0..10 {
-            cache.put(KeyHash([i; 32]), None);
+        let cache = TtlCache::new(Duration::from_secs(60), 3);
+        for i in 0..10u8 {
+            cache.put(i, ());
         }
         assert!(cache.entries.lock().unwrap().len() <= 3);
     }

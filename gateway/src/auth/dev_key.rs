@@ -13,13 +13,14 @@ pub struct DevKey {
 }
 
 impl DevKey {
-    pub fn new(key: SecretString, entity_id: Uuid, tenant: String) -> Self {
+    pub fn new(key: SecretString, entity_id: Uuid, tenant: String, admin: bool) -> Self {
         Self {
             key,
             caller: Caller {
                 entity_id,
                 tenant,
                 key_id: None,
+                admin,
             },
         }
     }
@@ -41,7 +42,12 @@ mod tests {
 
     #[test]
     fn only_the_exact_key_passes() {
-        let dev = DevKey::new(SecretString::from("s3cret-key"), Uuid::nil(), "dev".into());
+        let dev = DevKey::new(
+            SecretString::from("s3cret-key"),
+            Uuid::nil(),
+            "dev".into(),
+            false,
+        );
         assert!(dev.check("s3cret-key").is_some());
         assert!(dev.check("s3cret-kez").is_none());
         assert!(dev.check("s3cret").is_none());

@@ -1,12 +1,16 @@
-//! Who is calling. Handlers ask for a [`Caller`]; none reads `Authorization` itself.
+//! Who is calling. Handlers ask for a [`Caller`] (or an [`Admin`]); none reads
+//! `Authorization` itself.
 //!
-//! Credentials: API keys (`surge_…`, minted by `surge key create` today, by the OIDC token
-//! flow once identity lands), checked against their stored hash through a short-lived cache,
-//! and the development key (`dev.api_key`), off by default.
+//! Credentials, in the order they are tried: the development key (`dev.api_key`, off by
+//! default); Surge tokens (`surge_…`: API keys from `/token` or `surge key create`, login
+//! tokens from `/login`), checked against their stored hash through a short-lived cache; and,
+//! for tenants that allow it, the provider's own JWTs.
 
 pub mod api_key;
 mod cache;
 mod dev_key;
+
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -14,27 +18,38 @@ use axum::http::request::Parts;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use cache::KeyCache;
+pub use cache::TtlCache;
 pub use dev_key::DevKey;
 
 use crate::error::ApiError;
+use crate::identity::{Tenants, account};
 use crate::state::AppState;
+use crate::store::auth::KeyRecord;
 
 /// An authenticated caller: one entity of one tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
     pub entity_id: Uuid,
     pub tenant: String,
-    /// The API key used, when it was one (not the development key).
+    /// The Surge token used, when it was one (not the development key or a JWT).
     pub key_id: Option<Uuid>,
+    /// Member of the tenant's admin group (as of the login that issued the credential).
+    pub admin: bool,
 }
 
-/// Checks presented keys.
+/// Caches of credential lookups.
+pub type KeyCache = TtlCache<api_key::KeyHash, Option<KeyRecord>>;
+/// `(tenant, subject, account)` of a bearer JWT → its entity and the subject it is bound to.
+pub type SubjectCache = TtlCache<(String, String, String), (Uuid, Option<String>)>;
+
+/// Checks presented credentials.
 #[derive(Debug)]
 pub struct Authenticator {
     pub dev_key: Option<DevKey>,
     pub pool: PgPool,
-    pub cache: KeyCache,
+    pub keys: KeyCache,
+    pub subjects: SubjectCache,
+    pub tenants: Arc<Tenants>,
 }
 
 impl Authenticator {
@@ -42,17 +57,24 @@ impl Authenticator {
         if let Some(caller) = self.dev_key.as_ref().and_then(|dev| dev.check(presented)) {
             return Ok(caller);
         }
+        if looks_like_jwt(presented) {
+            return self.authenticate_jwt(presented).await;
+        }
         let hash = api_key::parse(presented).map_err(|e| ApiError::Unauthorized(key_error(e)))?;
-        let record = match self.cache.get(&hash) {
+        let record = match self.keys.get(&hash) {
             Some(record) => record,
             None => {
                 let record = crate::store::auth::find_api_key(&self.pool, &hash).await?;
-                self.cache.put(hash, record.clone());
+                self.keys.put(hash, record.clone());
                 record
             }
         };
         match record {
             Some(key) if key.valid_at(chrono::Utc::now()) => Ok(Caller {
+                admin: self
+                    .tenants
+                    .get(&key.tenant)
+                    .is_some_and(|t| account::is_admin(&key.groups, &t.settings)),
                 entity_id: key.entity_id,
                 tenant: key.tenant,
                 key_id: Some(key.id),
@@ -61,6 +83,43 @@ impl Authenticator {
             None => Err(ApiError::Unauthorized("the API key is not valid")),
         }
     }
+
+    /// A provider's JWT: verified, then mapped to its entity by the same rules as a login
+    /// (verified email, subject bound on first sight).
+    async fn authenticate_jwt(&self, jwt: &str) -> Result<Caller, ApiError> {
+        let (provider, claims) = self
+            .tenants
+            .verify_bearer(jwt)
+            .await
+            .map_err(ApiError::Unauthorized)?;
+        let tenant = &provider.settings;
+        let account =
+            account::account(&claims, tenant).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+        let key = (tenant.name.clone(), claims.subject.clone(), account);
+        let (entity_id, bound) = match self.subjects.get(&key) {
+            Some(found) => found,
+            None => {
+                let found =
+                    crate::store::entities::ensure_with_subject(&self.pool, &key.0, &key.2, &key.1)
+                        .await?;
+                self.subjects.put(key.clone(), found.clone());
+                found
+            }
+        };
+        account::check_subject(bound.as_deref(), &claims.subject)
+            .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+        Ok(Caller {
+            entity_id,
+            tenant: tenant.name.clone(),
+            key_id: None,
+            admin: claims.is_admin(tenant),
+        })
+    }
+}
+
+/// Three base64url parts: a JWT (a Surge key never contains a dot).
+fn looks_like_jwt(presented: &str) -> bool {
+    presented.split('.').count() == 3 && !presented.starts_with(api_key::PREFIX)
 }
 
 fn key_error(e: api_key::KeyError) -> &'static str {
@@ -69,6 +128,25 @@ fn key_error(e: api_key::KeyError) -> &'static str {
         api_key::KeyError::Shape => "the API key is malformed",
         api_key::KeyError::Checksum => {
             "the API key's checksum does not match: it was mistyped or altered"
+        }
+    }
+}
+
+/// An authenticated admin of their tenant.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.admin {
+            Ok(Self(caller))
+        } else {
+            Err(ApiError::Forbidden(
+                "this endpoint is for admins: members of the tenant's admin group".into(),
+            ))
         }
     }
 }

@@ -6,7 +6,9 @@ pub mod events;
 pub mod health;
 /// `POST /jobs/{function}`, `GET /jobs/{id}`, `GET /jobs`.
 pub mod jobs;
-/// `GET /tokens`, `DELETE /token/{id}`: the caller's API keys.
+/// `GET /login`, `GET /callback`, `GET /me`: logging in through a tenant's provider.
+pub mod login;
+/// `GET·POST·PUT /token`, `GET /tokens`, `DELETE /token/{id}`: the caller's API keys.
 pub mod tokens;
 /// The API's JSON documents.
 pub mod views;

@@ -1,12 +1,15 @@
-//! The caller's own API keys: list them (never their secrets) and revoke one.
+//! The caller's own API keys: mint one through a login (`GET`/`POST /token`), list them
+//! (never their secrets), rotate or re-time one (`PUT /token`), revoke one.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, api_key};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::auth::{self, KeySummary};
@@ -14,6 +17,12 @@ use crate::store::auth::{self, KeySummary};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/tokens", get(list))
+        .route(
+            "/token",
+            get(super::login::start_token)
+                .post(super::login::start_token)
+                .put(update),
+        )
         .route("/token/{id}", delete(revoke))
 }
 
@@ -39,4 +48,66 @@ async fn revoke(
     } else {
         Err(not_found())
     }
+}
+
+/// `PUT /token`: what to change about one of the caller's keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUpdate {
+    pub id: Uuid,
+    /// Valid for this many seconds from now; 0 never expires.
+    pub seconds: Option<i64>,
+    /// Replace the secret; the old one stops working.
+    #[serde(default)]
+    pub rotate: bool,
+}
+
+/// The key after `PUT /token`; `key` only when it was rotated (shown this once).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UpdatedKey {
+    #[serde(flatten)]
+    pub summary: KeySummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `PUT /token`: rotates one of the caller's keys and/or changes when it expires.
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<KeyUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<UpdatedKey>, ApiError> {
+    let Json(update) = body.map_err(|e| ApiError::InvalidJson(e.body_text()))?;
+    if update.seconds.is_none() && !update.rotate {
+        return Err(ApiError::BadRequest(
+            "say what to change: \"rotate\": true and/or \"seconds\": <lifetime from now, 0 = never expires>".into(),
+        ));
+    }
+    if update.seconds.is_some_and(|s| s < 0) {
+        return Err(ApiError::BadRequest(
+            "seconds must be 0 (never expires) or a positive number of seconds".into(),
+        ));
+    }
+    let not_found = || ApiError::NotFound(format!("no active key {}", update.id));
+    let mut key = None;
+    let mut summary = None;
+    if update.rotate {
+        let (secret, hash) = api_key::mint()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness for a key: {e}")))?;
+        summary = Some(
+            auth::rotate(&state.pool, caller.entity_id, update.id, &hash)
+                .await?
+                .ok_or_else(not_found)?,
+        );
+        key = Some(secret.expose_secret().to_owned());
+    }
+    if let Some(seconds) = update.seconds {
+        summary = Some(
+            auth::expire_in(&state.pool, caller.entity_id, update.id, seconds)
+                .await?
+                .ok_or_else(not_found)?,
+        );
+    }
+    let summary = summary.ok_or_else(not_found)?;
+    Ok(Json(UpdatedKey { summary, key }))
 }

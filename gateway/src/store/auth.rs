@@ -17,6 +17,8 @@ pub struct KeyRecord {
     /// Lifetime in seconds; 0 never expires.
     pub seconds: i64,
     pub active: bool,
+    /// The groups of the login that issued it (admin comes from the tenant's admin group).
+    pub groups: Vec<String>,
 }
 
 impl KeyRecord {
@@ -61,14 +63,126 @@ pub async fn insert_api_key(
     .await
 }
 
-/// The API key with this hash (served by the unique index on `token_hash`).
+/// What a login issues: an API key (`/token`) or a login token (`/login`), with the claims
+/// and groups of the ID token that vouched for it.
+#[derive(Debug)]
+pub struct Issue<'a> {
+    pub entity: Uuid,
+    /// `api_key` or `login`.
+    pub kind: &'a str,
+    pub hash: &'a KeyHash,
+    pub seconds: i64,
+    pub label: Option<&'a str>,
+    pub persona: Option<Uuid>,
+    pub claims: &'a serde_json::Map<String, serde_json::Value>,
+    pub groups: &'a [String],
+}
+
+/// Stores an issued token with its claims and groups, in one transaction.
+pub async fn issue(pool: &PgPool, issue: &Issue<'_>) -> Result<Uuid, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let id = sqlx::query_scalar!(
+        r#"
+        INSERT INTO auth (id, entity_id, kind, seconds, token_hash, label, persona_id)
+        VALUES ($1, $2, CAST($3::text AS auth_kind), $4, $5, $6, $7)
+        RETURNING id
+        "#,
+        Uuid::now_v7(),
+        issue.entity,
+        issue.kind,
+        issue.seconds,
+        &issue.hash.0[..],
+        issue.label,
+        issue.persona,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let (names, values): (Vec<String>, Vec<serde_json::Value>) = issue
+        .claims
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unzip();
+    sqlx::query!(
+        r#"
+        INSERT INTO auth_claims (auth_id, name, value)
+        SELECT $1, c.name, c.value FROM UNNEST($2::text[], $3::jsonb[]) AS c(name, value)
+        "#,
+        id,
+        &names,
+        &values,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        r#"
+        INSERT INTO auth_groups (auth_id, name)
+        SELECT DISTINCT $1::uuid, g FROM UNNEST($2::text[]) AS g
+        "#,
+        id,
+        issue.groups,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Gives one of `owner`'s active keys a new secret (the old one stops working at once);
+/// `None` when it has no such key.
+pub async fn rotate(
+    pool: &PgPool,
+    owner: Uuid,
+    id: Uuid,
+    hash: &KeyHash,
+) -> Result<Option<KeySummary>, sqlx::Error> {
+    sqlx::query_as!(
+        KeySummary,
+        r#"
+        UPDATE auth SET token_hash = $3
+        WHERE id = $1 AND entity_id = $2 AND kind = 'api_key' AND state = 'active'
+        RETURNING id, label, granted, seconds, state = 'revoked' AS "revoked!"
+        "#,
+        id,
+        owner,
+        &hash.0[..],
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Makes one of `owner`'s active keys valid for `seconds` from now (0 = never expires),
+/// whether that shortens or lengthens its life.
+pub async fn expire_in(
+    pool: &PgPool,
+    owner: Uuid,
+    id: Uuid,
+    seconds: i64,
+) -> Result<Option<KeySummary>, sqlx::Error> {
+    sqlx::query_as!(
+        KeySummary,
+        r#"
+        UPDATE auth SET seconds = CASE WHEN $3::bigint = 0 THEN 0
+            ELSE GREATEST(1, CEIL(EXTRACT(EPOCH FROM now() - granted))::bigint + $3) END
+        WHERE id = $1 AND entity_id = $2 AND kind = 'api_key' AND state = 'active'
+        RETURNING id, label, granted, seconds, state = 'revoked' AS "revoked!"
+        "#,
+        id,
+        owner,
+        seconds,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// The API key or login token with this hash (served by the unique index on `token_hash`).
 pub async fn find_api_key(pool: &PgPool, hash: &KeyHash) -> Result<Option<KeyRecord>, sqlx::Error> {
     sqlx::query_as!(
         KeyRecord,
         r#"
-        SELECT a.id, a.entity_id, e.tenant, a.granted, a.seconds, a.state = 'active' AS "active!"
+        SELECT a.id, a.entity_id, e.tenant, a.granted, a.seconds, a.state = 'active' AS "active!",
+               ARRAY(SELECT g.name FROM auth_groups g WHERE g.auth_id = a.id) AS "groups!"
         FROM auth a JOIN entity e ON e.id = a.entity_id
-        WHERE a.token_hash = $1 AND a.kind = 'api_key'
+        WHERE a.token_hash = $1
         "#,
         &hash.0[..],
     )

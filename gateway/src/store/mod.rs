@@ -3,4 +3,5 @@
 
 pub mod auth;
 pub mod entities;
+pub mod flows;
 pub mod jobs;

@@ -1,0 +1,135 @@
+//! Identity: the configured tenants (one OpenID provider each), the login flow that ends in
+//! an API key or a login token, and bearer JWTs from providers that allow them.
+
+pub mod account;
+mod flow;
+mod http;
+mod provider;
+
+use std::collections::HashMap;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openidconnect::core::CoreIdToken;
+use openidconnect::{ClaimsVerificationError, Nonce, SignatureVerificationError};
+
+pub use flow::{CallbackParams, Finished, Purpose, Started, cookie_name};
+pub use provider::{Provider, ProviderError};
+
+use crate::config::{IdentitySettings, TenantSettings};
+use crate::error::ApiError;
+use account::IdClaims;
+
+/// Every configured tenant, by name and by issuer.
+#[derive(Debug)]
+pub struct Tenants {
+    by_name: HashMap<String, Arc<Provider>>,
+    by_issuer: HashMap<String, Arc<Provider>>,
+    pub settings: IdentitySettings,
+}
+
+/// Issuers compare without a trailing slash.
+fn issuer_key(issuer: &str) -> &str {
+    issuer.trim_end_matches('/')
+}
+
+impl Tenants {
+    pub fn new(tenants: &[TenantSettings], settings: &IdentitySettings) -> Self {
+        let timeout = Duration::from_millis(settings.provider_timeout_ms);
+        let ttl = Duration::from_secs(settings.discovery_ttl_s);
+        let mut by_name = HashMap::new();
+        let mut by_issuer = HashMap::new();
+        for t in tenants {
+            let provider = Arc::new(Provider::new(t.clone(), timeout, ttl));
+            by_issuer.insert(issuer_key(t.issuer.as_str()).to_owned(), provider.clone());
+            by_name.insert(t.name.clone(), provider);
+        }
+        Self {
+            by_name,
+            by_issuer,
+            settings: settings.clone(),
+        }
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The tenant a login names; with one tenant configured the name may be left out.
+    pub fn pick(&self, name: Option<&str>) -> Result<&Arc<Provider>, ApiError> {
+        match name {
+            Some(name) => self.by_name.get(name).ok_or_else(|| {
+                ApiError::UnknownTenant(format!(
+                    "no tenant named {name:?}; configured: {}",
+                    self.listed()
+                ))
+            }),
+            None if self.by_name.len() == 1 => Ok(self.by_name.values().next().expect("one")),
+            None if self.by_name.is_empty() => Err(ApiError::UnknownTenant(
+                "no tenants are configured on this gateway (see `tenants` in the README)".into(),
+            )),
+            None => Err(ApiError::BadRequest(format!(
+                "name the tenant to log in with: ?tenant=<name>; configured: {}",
+                self.listed()
+            ))),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.by_name.get(name)
+    }
+
+    fn listed(&self) -> String {
+        self.names().join(", ")
+    }
+
+    /// Verifies a bearer JWT from a tenant that accepts them: signature against the
+    /// tenant's keys (fetched again once for an unknown key id), issuer, audience (this
+    /// gateway's client id) and expiry. The tenant is chosen by the token's `iss`, which is
+    /// then verified like the rest.
+    pub async fn verify_bearer(
+        &self,
+        jwt: &str,
+    ) -> Result<(Arc<Provider>, IdClaims), &'static str> {
+        const INVALID: &str = "the bearer token is not valid";
+        let unverified = IdClaims::from_verified_jwt(jwt).ok_or(INVALID)?;
+        let issuer = unverified
+            .kept
+            .get("iss")
+            .and_then(|v| v.as_str())
+            .ok_or(INVALID)?;
+        let provider = self
+            .by_issuer
+            .get(issuer_key(issuer))
+            .filter(|p| p.settings.accept_bearer)
+            .ok_or("bearer tokens from this issuer are not accepted here")?;
+        let token = CoreIdToken::from_str(jwt).map_err(|_| INVALID)?;
+        let no_nonce = |_: Option<&Nonce>| Ok(());
+        let mut refreshed = false;
+        loop {
+            let client = provider
+                .client()
+                .await
+                .map_err(|_| "the token's identity provider cannot be reached")?;
+            match token.claims(&client.id_token_verifier(), no_nonce) {
+                Ok(_) => break,
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) if !refreshed => {
+                    refreshed = true;
+                    if !provider.refresh_keys().await {
+                        return Err(INVALID);
+                    }
+                }
+                Err(ClaimsVerificationError::Expired(_)) => {
+                    return Err("the bearer token has expired");
+                }
+                Err(_) => return Err(INVALID),
+            }
+        }
+        Ok((provider.clone(), unverified))
+    }
+}

@@ -63,6 +63,8 @@ pub mod types {
     pub const INTERNAL: &str = "urn:surge:problem:internal";
     /// Authenticated, but not allowed (an admin endpoint, a refused identity).
     pub const FORBIDDEN: &str = "urn:surge:problem:forbidden";
+    /// The caller's entity is over its rate limit.
+    pub const RATE_LIMITED: &str = "urn:surge:problem:rate-limited";
     /// `/login`, `/token` or `/callback` named a tenant that is not configured.
     pub const UNKNOWN_TENANT: &str = "urn:surge:problem:unknown-tenant";
     /// A login could not be completed: bad or replayed state, provider error, mix-up.
@@ -89,6 +91,7 @@ pub mod types {
         UNAVAILABLE,
         INTERNAL,
         FORBIDDEN,
+        RATE_LIMITED,
         UNKNOWN_TENANT,
         LOGIN_FAILED,
         PROVIDER_UNAVAILABLE,

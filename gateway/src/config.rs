@@ -28,6 +28,8 @@ pub struct GatewaySettings {
     /// The OIDC providers users log in with, one per tenant.
     pub tenants: Vec<TenantSettings>,
     pub identity: IdentitySettings,
+    /// Per-entity rate limits.
+    pub limits: crate::auth::LimitSettings,
 }
 
 impl Default for GatewaySettings {
@@ -46,6 +48,7 @@ impl Default for GatewaySettings {
             dev: DevSettings::default(),
             tenants: Vec::new(),
             identity: IdentitySettings::default(),
+            limits: crate::auth::LimitSettings::default(),
         }
     }
 }

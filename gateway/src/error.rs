@@ -29,6 +29,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("too many requests from this caller: retry in {} s", .0.retry_after_secs())]
+    RateLimited(crate::auth::Limited),
     #[error("{0}")]
     UnknownTenant(String),
     #[error("{0}")]
@@ -76,6 +78,11 @@ impl ApiError {
                 "Service unavailable",
             ),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, types::FORBIDDEN, "Forbidden"),
+            Self::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                types::RATE_LIMITED,
+                "Too many requests",
+            ),
             Self::UnknownTenant(_) => (
                 StatusCode::NOT_FOUND,
                 types::UNKNOWN_TENANT,
@@ -135,6 +142,25 @@ fn problem_response(status: StatusCode, problem: &Problem, error: &ApiError) -> 
     match error {
         ApiError::Unavailable(_) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        ApiError::RateLimited(limited) => {
+            let wait = limited.retry_after_secs();
+            let pairs = [
+                (header::RETRY_AFTER.as_str(), wait.to_string()),
+                // draft-ietf-httpapi-ratelimit-headers
+                (
+                    "ratelimit-policy",
+                    format!("{};w=1;burst={}", limited.per_second, limited.burst),
+                ),
+                ("ratelimit-limit", limited.burst.to_string()),
+                ("ratelimit-remaining", "0".to_owned()),
+                ("ratelimit-reset", wait.to_string()),
+            ];
+            for (name, value) in pairs {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
+            }
         }
         ApiError::Unauthorized(_) => {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

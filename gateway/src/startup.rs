@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Authenticator, DevKey, KeyCache, SubjectCache};
+use crate::auth::{Authenticator, DevKey, EntityLimiter, KeyCache, SubjectCache};
 use crate::bus::Bus;
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
@@ -69,6 +69,7 @@ impl Application {
             keys: KeyCache::new(Duration::from_secs(1), 100_000),
             subjects: SubjectCache::new(Duration::from_secs(60), 100_000),
             tenants: tenants.clone(),
+            limiter: EntityLimiter::new(&settings.limits),
             dev_key: match &settings.dev.api_key {
                 Some(key) => {
                     tracing::warn!(tenant = %settings.dev.tenant, "the development API key is enabled: never in production");
@@ -126,6 +127,15 @@ impl Application {
             http: Arc::new(settings.http.clone()),
             shutdown,
         };
+        // Idle entities are forgotten by the rate limiter every few seconds.
+        let sweep = (state.auth.clone(), state.shutdown.clone());
+        tokio::spawn(async move {
+            let (auth, stop) = sweep;
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            while stop.run_until_cancelled(every.tick()).await.is_some() {
+                auth.limiter.sweep();
+            }
+        });
         let router = router(state.clone(), settings.http.body_limit_bytes);
         Ok(Self {
             listener,

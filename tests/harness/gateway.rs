@@ -27,6 +27,8 @@ pub struct TestAppBuilder {
     /// Start two real OpenID providers as tenants `a` (bearer JWTs accepted) and `b`
     /// (refresh tokens), plus a tenant `down` whose provider does not exist.
     pub identity: bool,
+    /// Per-entity `(per_second, burst)`; off unless set, so busy tests are never limited.
+    pub rate_limit: Option<(u32, u32)>,
 }
 
 impl Default for TestAppBuilder {
@@ -37,6 +39,7 @@ impl Default for TestAppBuilder {
             sync_timeout_ms: 20_000,
             body_limit_bytes: 64 * 1024,
             identity: false,
+            rate_limit: None,
         }
     }
 }
@@ -56,6 +59,9 @@ impl TestAppBuilder {
         settings.broker.prefix = prefix.clone();
         settings.broker.reconnect_max_ms = 500;
         settings.jobs.max_attempts = self.max_attempts;
+        let (per_second, burst) = self.rate_limit.unwrap_or((0, 1));
+        settings.limits.per_second = per_second;
+        settings.limits.burst = burst;
         settings.dev.api_key = Some(SecretString::from(TEST_API_KEY));
         if let Some(poll) = self.scaler_poll_ms {
             settings.scaler.addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));

@@ -199,3 +199,43 @@ async fn surge_key_create_prints_a_working_key_once() {
         "printed once: {output}"
     );
 }
+
+/// Past its burst an entity gets `429` with `Retry-After` and the policy; another entity is
+/// unaffected, and the first is served again once the wait is over.
+#[tokio::test]
+async fn an_entity_over_its_rate_limit_gets_429_with_retry_after() {
+    let app = surge_tests::TestAppBuilder {
+        rate_limit: Some((1, 3)),
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    let (busy, _) = app.mint_key("acme", "busy@acme.test", 0).await;
+    let (other, _) = app.mint_key("acme", "calm@acme.test", 0).await;
+    for _ in 0..3 {
+        assert_eq!(status_of(&app, &busy, "/jobs").await, StatusCode::OK);
+    }
+    let limited = app
+        .request_as(&busy, Method::GET, "/jobs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let headers = limited.headers().clone();
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(headers["ratelimit-limit"], "3");
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    let body = TestApp::expect_json(limited, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(body["type"], "urn:surge:problem:rate-limited");
+    assert_eq!(
+        status_of(&app, &other, "/jobs").await,
+        StatusCode::OK,
+        "per entity"
+    );
+    eventually(
+        "the limit lets the entity in again",
+        Duration::from_secs(3),
+        || async { (status_of(&app, &busy, "/jobs").await == StatusCode::OK).then_some(()) },
+    )
+    .await;
+}

@@ -9,6 +9,7 @@
 pub mod api_key;
 mod cache;
 mod dev_key;
+mod limit;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 pub use cache::TtlCache;
 pub use dev_key::DevKey;
+pub use limit::{EntityLimiter, LimitSettings, Limited};
 
 use crate::error::ApiError;
 use crate::identity::{Tenants, account};
@@ -50,6 +52,7 @@ pub struct Authenticator {
     pub keys: KeyCache,
     pub subjects: SubjectCache,
     pub tenants: Arc<Tenants>,
+    pub limiter: EntityLimiter,
 }
 
 impl Authenticator {
@@ -158,7 +161,13 @@ impl FromRequestParts<AppState> for Caller {
         let presented = presented_key(&parts.headers).ok_or(ApiError::Unauthorized(
             "send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
         ))?;
-        state.auth.authenticate(presented).await
+        let caller = state.auth.authenticate(presented).await?;
+        state
+            .auth
+            .limiter
+            .check(caller.entity_id)
+            .map_err(ApiError::RateLimited)?;
+        Ok(caller)
     }
 }
 

@@ -193,9 +193,6 @@ pub fn completion_routing_key(
     function: &FunctionName,
     outcome: Outcome,
 ) -> String {
-    // A dot inside a tenant would shift every word of the topic key.
-    let word =
-        |w: Option<&str>| w.map_or_else(|| "-".to_owned(), |w| w.replace(['.', '*', '#'], "_"));
     format!(
         "{}.{}.{}.{}",
         word(tenant),
@@ -203,6 +200,16 @@ pub fn completion_routing_key(
         function,
         outcome.as_str()
     )
+}
+
+/// The binding that routes every completion of one entity: `<tenant>.<entity>.*.*`.
+pub fn entity_binding_key(tenant: &str, entity: &str) -> String {
+    format!("{}.{}.*.*", word(Some(tenant)), word(Some(entity)))
+}
+
+/// One word of a topic key: a dot inside a tenant would shift every word after it.
+fn word(w: Option<&str>) -> String {
+    w.map_or_else(|| "-".to_owned(), |w| w.replace(['.', '*', '#'], "_"))
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub struct GatewaySettings {
     pub identity: IdentitySettings,
     /// Per-entity rate limits.
     pub limits: crate::auth::LimitSettings,
+    pub ws: crate::ws::WsSettings,
 }
 
 impl Default for GatewaySettings {
@@ -49,6 +50,7 @@ impl Default for GatewaySettings {
             tenants: Vec::new(),
             identity: IdentitySettings::default(),
             limits: crate::auth::LimitSettings::default(),
+            ws: crate::ws::WsSettings::default(),
         }
     }
 }

@@ -28,3 +28,5 @@ pub mod startup;
 pub mod state;
 /// SQL, one module per table, every query scoped to its owner.
 pub mod store;
+/// `GET /ws`: completions pushed over websockets.
+pub mod ws;

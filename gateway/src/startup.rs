@@ -123,6 +123,8 @@ impl Application {
             activity,
             auth: Arc::new(auth),
             tenants,
+            ws: Arc::new(settings.ws.clone()),
+            ws_tasks: tokio_util::task::TaskTracker::new(),
             functions: Arc::new(settings.functions.iter().cloned().collect::<HashSet<_>>()),
             http: Arc::new(settings.http.clone()),
             shutdown,
@@ -178,8 +180,16 @@ impl Application {
             )
         });
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await?;
+        // Websocket tasks saw the same token and are sending their close frames.
+        self.state.ws_tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.state.ws_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("websocket connections did not close within 5 s");
+        }
         if let Some(scaler) = scaler
             && let Ok(Err(e)) = scaler.await
         {
@@ -234,6 +244,7 @@ fn router(state: AppState, body_limit: usize) -> Router {
         .merge(routes::events::router())
         .merge(routes::tokens::router())
         .merge(routes::login::router())
+        .merge(crate::ws::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::MethodNotAllowed(format!("{method} is not served on this path"))

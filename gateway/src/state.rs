@@ -19,6 +19,9 @@ pub struct AppState {
     pub bus: Bus,
     pub auth: Arc<Authenticator>,
     pub tenants: Arc<Tenants>,
+    pub ws: Arc<crate::ws::WsSettings>,
+    /// Websocket connections, awaited at shutdown (axum's graceful shutdown does not).
+    pub ws_tasks: tokio_util::task::TaskTracker,
     pub functions: Arc<HashSet<FunctionName>>,
     pub http: Arc<HttpSettings>,
     /// Which functions have work; the jobs route marks each publish for the push scaler.

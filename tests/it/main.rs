@@ -17,3 +17,4 @@ mod scaler;
 mod schema;
 mod trace;
 mod trusted_producer;
+mod ws;

@@ -171,14 +171,30 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+/// The key from `Authorization: Bearer <key>` or `X-API-Key: <key>`, or, on a websocket
+/// upgrade (browsers cannot set headers there), from a `bearer.<key>` subprotocol.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, key) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
     }
-    headers.get("x-api-key")?.to_str().ok().map(str::trim)
+    if let Some(key) = headers.get("x-api-key") {
+        return key.to_str().ok().map(str::trim);
+    }
+    let upgrading = headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrading {
+        return None;
+    }
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix("bearer."))
 }
 
 #[cfg(test)]
@@ -196,5 +212,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented_key(&h), None);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "sec-websocket-protocol",
+            "surge.v1, bearer.k1".parse().unwrap(),
+        );
+        assert_eq!(presented_key(&h), None, "only on a websocket upgrade");
+        h.insert("upgrade", "websocket".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("k1"));
     }
 }

@@ -18,6 +18,7 @@ use surge_contract::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
 use super::waiters::{Waiter, Waiters, WaitersFull};
+use crate::ws::hub::{Hub, Push};
 
 /// Handle to the broker link; cheap to clone.
 #[derive(Clone, Debug)]
@@ -32,6 +33,9 @@ struct Inner {
     topology: Topology,
     reply_queue: String,
     publish_timeout: Duration,
+    hub: Arc<Hub>,
+    /// Serialises binding changes, so a leave and a join of one entity cannot reorder.
+    bindings: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,7 @@ struct Replies {
     functions: Vec<FunctionName>,
     replica: String,
     waiters: Arc<Waiters>,
+    hub: Arc<Hub>,
 }
 
 impl Bus {
@@ -63,11 +68,13 @@ impl Bus {
         let waiters = Waiters::new(max_waiters);
         let name = format!("{}gateway-{replica}", topology.prefix());
         let reply_queue = topology.reply_queue(&replica);
+        let hub = Arc::new(Hub::default());
         let handler = Arc::new(Replies {
             topology: topology.clone(),
             functions,
             replica,
             waiters: Arc::clone(&waiters),
+            hub: hub.clone(),
         });
         let (link, task) = Link::start(settings.clone(), name, handler, shutdown);
         let bus = Self {
@@ -77,6 +84,8 @@ impl Bus {
                 topology,
                 reply_queue,
                 publish_timeout: settings.publish_timeout(),
+                hub,
+                bindings: tokio::sync::Mutex::new(()),
             }),
         };
         (bus, task)
@@ -100,6 +109,57 @@ impl Bus {
     /// completion cannot arrive before anyone listens.
     pub fn wait_for(&self, job: JobId) -> Result<Waiter, WaitersFull> {
         self.inner.waiters.register(job)
+    }
+
+    /// The websocket connections of this replica.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// Routes `entity`'s completions to this replica (its first websocket connection here).
+    pub async fn follow(&self, tenant: &str, entity: uuid::Uuid) -> Result<(), PublishJobError> {
+        let _serial = self.inner.bindings.lock().await;
+        let channel = self
+            .inner
+            .link
+            .channel()
+            .ok_or(PublishJobError::NotConnected)?;
+        let timeout = self.inner.publish_timeout;
+        let bound = bind(
+            &channel,
+            &self.inner.topology,
+            &self.inner.reply_queue,
+            tenant,
+            entity,
+        );
+        match tokio::time::timeout(timeout, bound).await {
+            Ok(result) => result.map_err(|e| PublishJobError::Publish(e.into())),
+            Err(_) => Err(PublishJobError::Publish(PublishError::Timeout(timeout))),
+        }
+    }
+
+    /// Stops routing `entity`'s completions here, unless a connection of it joined meanwhile.
+    pub async fn unfollow(&self, tenant: &str, entity: uuid::Uuid) {
+        let _serial = self.inner.bindings.lock().await;
+        if self.inner.hub.entities().iter().any(|(_, e)| *e == entity) {
+            return;
+        }
+        let Some(channel) = self.inner.link.channel() else {
+            // The binding goes with the connection's next setup, which binds only live ones.
+            return;
+        };
+        let key = surge_contract::job::entity_binding_key(tenant, &entity.to_string());
+        let unbound = channel.queue_unbind(
+            self.inner.reply_queue.as_str().into(),
+            self.inner.topology.events_exchange().as_str().into(),
+            key.as_str().into(),
+            FieldTable::default(),
+        );
+        match tokio::time::timeout(self.inner.publish_timeout, unbound).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not unbind a websocket entity"),
+            Err(_) => tracing::warn!("unbinding a websocket entity timed out"),
+        }
     }
 
     /// Publishes a job's request event to `surge.jobs`, mandatory and confirmed.
@@ -140,6 +200,10 @@ impl LinkHandler for Replies {
             .topology
             .declare_reply_queue(publish, &self.replica)
             .await?;
+        // Completions of the entities with websocket connections here (after a reconnect).
+        for (tenant, entity) in self.hub.entities() {
+            bind(publish, &self.topology, &reply_queue, &tenant, entity).await?;
+        }
         let consume = connection.create_channel().await?;
         // Replies are only useful to a live caller: no acks, nothing to redeliver.
         let replies = consume
@@ -157,6 +221,10 @@ impl LinkHandler for Replies {
     }
 
     fn deliver(&self, delivery: lapin::message::Delivery, _publish: &Channel) {
+        if delivery.exchange.as_str() == self.topology.events_exchange() {
+            self.push_to_websockets(&delivery);
+            return;
+        }
         let job = delivery
             .properties
             .correlation_id()
@@ -174,4 +242,69 @@ impl LinkHandler for Replies {
             Err(e) => tracing::warn!(%job, error = %e, "an undecodable reply was dropped"),
         }
     }
+}
+
+impl Replies {
+    /// A completion from `surge.events` (routed here for a websocket entity): to the hub.
+    fn push_to_websockets(&self, delivery: &lapin::message::Delivery) {
+        let key = delivery.routing_key.as_str();
+        let mut words = key.split('.');
+        let (Some(tenant), Some(entity), Some(function)) =
+            (words.next(), words.next(), words.next())
+        else {
+            return;
+        };
+        let Ok(entity) = entity.parse() else {
+            return;
+        };
+        let event = match binding::decode(&delivery.properties, &delivery.data) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "an undecodable completion was not pushed");
+                return;
+            }
+        };
+        let json = match binding::structured_json(&event).map(String::from_utf8) {
+            Ok(Ok(json)) => json,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "a completion's JSON is not UTF-8");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a completion could not be rendered as JSON");
+                return;
+            }
+        };
+        let job = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .and_then(|id| id.as_str().parse().ok());
+        self.hub.dispatch(&Push {
+            tenant: tenant.to_owned(),
+            entity,
+            function: function.to_owned(),
+            job,
+            json: Arc::from(json),
+        });
+    }
+}
+
+async fn bind(
+    channel: &Channel,
+    topology: &Topology,
+    queue: &str,
+    tenant: &str,
+    entity: uuid::Uuid,
+) -> Result<(), lapin::Error> {
+    let key = surge_contract::job::entity_binding_key(tenant, &entity.to_string());
+    channel
+        .queue_bind(
+            queue.into(),
+            topology.events_exchange().as_str().into(),
+            key.as_str().into(),
+            lapin::options::QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }

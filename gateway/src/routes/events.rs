@@ -129,14 +129,9 @@ fn incoming(state: &AppState, event: &Event) -> Result<Incoming, ApiError> {
     })
 }
 
-/// A completion event as an HTTP response in structured mode, its data as JSON (an event
-/// decoded from the broker holds its data as bytes, which would serialize as `data_base64`).
+/// A completion event as an HTTP response in structured mode, its data as JSON.
 fn structured(completion: &Event) -> Response {
-    let mut event = completion.clone();
-    if let Ok(data) = binding::json_data(completion) {
-        event.set_data("application/json", data);
-    }
-    match serde_json::to_vec(&event) {
+    match binding::structured_json(completion) {
         Ok(body) => {
             let mut response = (StatusCode::OK, body).into_response();
             response

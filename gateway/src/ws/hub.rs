@@ -1,0 +1,248 @@
+//! Which websocket connection wants which completion. Completions reach this replica on its
+//! reply queue, bound to `surge.events` only for the entities that have a connection here;
+//! the hub hands each to the matching connections' bounded queues. A connection whose queue
+//! is full is told to go (it reads too slowly), never allowed to grow memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// What one connection asked for.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Subscriptions {
+    pub jobs: HashSet<Uuid>,
+    pub functions: HashSet<String>,
+}
+
+impl Subscriptions {
+    pub fn len(&self) -> usize {
+        self.jobs.len() + self.functions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn wants(&self, job: Option<Uuid>, function: &str) -> bool {
+        job.is_some_and(|j| self.jobs.contains(&j)) || self.functions.contains(function)
+    }
+}
+
+/// One completion, ready to send: the structured CloudEvent as JSON text.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub tenant: String,
+    pub entity: Uuid,
+    pub function: String,
+    pub job: Option<Uuid>,
+    pub json: Arc<str>,
+}
+
+struct Connection {
+    tenant: String,
+    subscriptions: Arc<Mutex<Subscriptions>>,
+    queue: mpsc::Sender<Arc<str>>,
+    too_slow: CancellationToken,
+}
+
+/// A connection's membership; leaving the hub is `Hub::leave(member)`.
+#[derive(Debug)]
+pub struct Member {
+    pub id: u64,
+    pub entity: Uuid,
+    pub subscriptions: Arc<Mutex<Subscriptions>>,
+    pub queue: mpsc::Receiver<Arc<str>>,
+    /// Cancelled when the connection's queue overflowed.
+    pub too_slow: CancellationToken,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    next: AtomicU64,
+    entities: Mutex<HashMap<Uuid, HashMap<u64, Connection>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+impl Hub {
+    /// Adds a connection of `entity`; the bool says whether it is the entity's first here
+    /// (its completions must now be routed to this replica).
+    pub fn join(&self, tenant: &str, entity: Uuid, capacity: usize) -> (Member, bool) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let subscriptions = Arc::new(Mutex::new(Subscriptions::default()));
+        let too_slow = CancellationToken::new();
+        let mut entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        let connections = entities.entry(entity).or_default();
+        let first = connections.is_empty();
+        connections.insert(
+            id,
+            Connection {
+                tenant: tenant.to_owned(),
+                subscriptions: subscriptions.clone(),
+                queue: tx,
+                too_slow: too_slow.clone(),
+            },
+        );
+        let member = Member {
+            id,
+            entity,
+            subscriptions,
+            queue: rx,
+            too_slow,
+        };
+        (member, first)
+    }
+
+    /// Removes a connection; true when it was its entity's last here.
+    pub fn leave(&self, id: u64, entity: Uuid) -> bool {
+        let mut entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(connections) = entities.get_mut(&entity) else {
+            return false;
+        };
+        connections.remove(&id);
+        let last = connections.is_empty();
+        if last {
+            entities.remove(&entity);
+        }
+        last
+    }
+
+    /// Whether `entity` has a connection here (to re-bind after a reconnect).
+    pub fn entities(&self) -> Vec<(String, Uuid)> {
+        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        entities
+            .iter()
+            .filter_map(|(entity, c)| c.values().next().map(|c| (c.tenant.clone(), *entity)))
+            .collect()
+    }
+
+    pub fn connections(&self) -> usize {
+        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        entities.values().map(HashMap::len).sum()
+    }
+
+    /// Hands a completion to the connections of its entity that subscribed to it; returns
+    /// how many got it. Only the entity's own connections in the same tenant are considered.
+    pub fn dispatch(&self, push: &Push) -> usize {
+        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(connections) = entities.get(&push.entity) else {
+            return 0;
+        };
+        let mut sent = 0;
+        for connection in connections.values().filter(|c| c.tenant == push.tenant) {
+            let wanted = connection
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .wants(push.job, &push.function);
+            if !wanted {
+                continue;
+            }
+            match connection.queue.try_send(push.json.clone()) {
+                Ok(()) => sent += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => connection.too_slow.cancel(),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(tenant: &str, entity: Uuid, function: &str, job: Uuid) -> Push {
+        Push {
+            tenant: tenant.into(),
+            entity,
+            function: function.into(),
+            job: Some(job),
+            json: Arc::from("{}"),
+        }
+    }
+
+    #[test]
+    fn completions_go_only_to_their_entitys_matching_subscriptions() {
+        let hub = Hub::default();
+        let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let (mut a, first) = hub.join("acme", ann, 8);
+        assert!(first);
+        let (mut b, _) = hub.join("acme", bob, 8);
+        let job = Uuid::now_v7();
+        assert_eq!(
+            hub.dispatch(&push("acme", ann, "echo", job)),
+            0,
+            "not subscribed yet"
+        );
+        a.subscriptions
+            .lock()
+            .unwrap()
+            .functions
+            .insert("echo".into());
+        b.subscriptions
+            .lock()
+            .unwrap()
+            .functions
+            .insert("echo".into());
+        assert_eq!(hub.dispatch(&push("acme", ann, "echo", job)), 1);
+        assert!(a.queue.try_recv().is_ok());
+        assert!(b.queue.try_recv().is_err(), "bob never sees ann's events");
+        assert_eq!(
+            hub.dispatch(&push("other", ann, "echo", job)),
+            0,
+            "tenant must match"
+        );
+        let other_job = Uuid::now_v7();
+        b.subscriptions.lock().unwrap().functions.clear();
+        b.subscriptions.lock().unwrap().jobs.insert(other_job);
+        assert_eq!(
+            hub.dispatch(&push("acme", bob, "sleep", other_job)),
+            1,
+            "by job id"
+        );
+    }
+
+    #[test]
+    fn a_full_queue_marks_the_connection_too_slow_instead_of_growing() {
+        let hub = Hub::default();
+        let ann = Uuid::now_v7();
+        let (member, _) = hub.join("acme", ann, 2);
+        member
+            .subscriptions
+            .lock()
+            .unwrap()
+            .functions
+            .insert("echo".into());
+        for _ in 0..2 {
+            assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 1);
+        }
+        assert!(!member.too_slow.is_cancelled());
+        assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 0);
+        assert!(member.too_slow.is_cancelled());
+    }
+
+    #[test]
+    fn the_last_connection_of_an_entity_says_so_when_it_leaves() {
+        let hub = Hub::default();
+        let ann = Uuid::now_v7();
+        let (one, first) = hub.join("acme", ann, 1);
+        let (two, second_is_first) = hub.join("acme", ann, 1);
+        assert!(first && !second_is_first);
+        assert_eq!(hub.entities(), vec![("acme".to_owned(), ann)]);
+        assert!(!hub.leave(one.id, ann));
+        assert!(hub.leave(two.id, ann));
+        assert_eq!(hub.connections(), 0);
+    }
+}

@@ -1,0 +1,203 @@
+//! `/ws`: each entity receives its own completions as structured CloudEvents and nothing of
+//! anyone else's; the replica's queue is bound to `surge.events` only for connected entities.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use surge_tests::{TestApp, eventually, management_url};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects with the key in `X-API-Key`, or as a browser must, in the subprotocol list.
+async fn connect(app: &TestApp, key: &str, as_browser: bool) -> Socket {
+    let mut request = format!("ws://{}/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    if as_browser {
+        headers.insert(
+            "sec-websocket-protocol",
+            format!("surge.v1, bearer.{key}").parse().unwrap(),
+        );
+    } else {
+        headers.insert("x-api-key", key.parse().unwrap());
+    }
+    let (socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    if as_browser {
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            "surge.v1",
+            "never the key"
+        );
+    }
+    socket
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON");
+        }
+    }
+}
+
+async fn subscribe(socket: &mut Socket, command: Value) -> Value {
+    socket
+        .send(Message::Text(command.to_string().into()))
+        .await
+        .unwrap();
+    next_json(socket).await
+}
+
+/// The routing keys bound from `surge.events` to anything, from the management API.
+async fn event_bindings(app: &TestApp) -> Vec<String> {
+    let url = format!(
+        "{}/api/exchanges/%2f/{}surge.events/bindings/source",
+        management_url(),
+        app.prefix
+    );
+    let url = url::Url::parse(&url).unwrap();
+    let (user, password) = (url.username().to_owned(), url.password().map(str::to_owned));
+    let mut bare = url.clone();
+    bare.set_username("").unwrap();
+    bare.set_password(None).unwrap();
+    let bindings: Vec<Value> = reqwest::Client::new()
+        .get(bare)
+        .basic_auth(user, password)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    bindings
+        .iter()
+        .filter_map(|b| b["routing_key"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn entity_of(app: &TestApp, key: &str) -> String {
+    let me = app
+        .request_as(key, Method::GET, "/me")
+        .send()
+        .await
+        .unwrap();
+    TestApp::expect_json(me, StatusCode::OK).await["entity_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn each_entity_receives_its_own_completions_and_no_one_elses() {
+    let mut app = TestApp::spawn().await;
+    let _echo = app.start_function("echo", &[]).await;
+    let (ann, _) = app.mint_key("acme", "ann@acme.test", 0).await;
+    // Same address, another tenant: another entity.
+    let (eve, _) = app.mint_key("evil", "ann@acme.test", 0).await;
+    let (ann_entity, eve_entity) = (entity_of(&app, &ann).await, entity_of(&app, &eve).await);
+
+    let mut ann_ws = connect(&app, &ann, false).await;
+    let mut eve_ws = connect(&app, &eve, true).await;
+    for ws in [&mut ann_ws, &mut eve_ws] {
+        let ack = subscribe(ws, json!({"type": "subscribe", "functions": ["echo"]})).await;
+        assert_eq!(
+            ack,
+            json!({"type": "subscribed", "jobs": [], "functions": ["echo"]})
+        );
+    }
+    let bound = event_bindings(&app).await;
+    for entity in [&ann_entity, &eve_entity] {
+        assert!(
+            bound.iter().any(|k| k.contains(entity.as_str())),
+            "{entity} bound: {bound:?}"
+        );
+    }
+
+    let job = app
+        .request_as(&ann, Method::POST, "/jobs/echo")
+        .json(&json!({"from": "ann"}))
+        .send()
+        .await
+        .unwrap();
+    let job = TestApp::expect_json(job, StatusCode::OK).await;
+    let event = next_json(&mut ann_ws).await;
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["id"], job["id"]);
+    assert_eq!(event["type"], "dev.surge.fn.echo.completed");
+    assert_eq!(event["data"], json!({"from": "ann"}));
+
+    let theirs = app
+        .request_as(&eve, Method::POST, "/jobs/echo")
+        .json(&json!({"from": "eve"}))
+        .send()
+        .await
+        .unwrap();
+    let theirs = TestApp::expect_json(theirs, StatusCode::OK).await;
+    let first = next_json(&mut eve_ws).await;
+    assert_eq!(
+        first["id"], theirs["id"],
+        "eve's first event is her own, never ann's"
+    );
+
+    // Bad commands get an error, not a closed connection.
+    let error = subscribe(&mut ann_ws, json!({"type": "watch"})).await;
+    assert_eq!(error["type"], "error");
+    let ack = subscribe(
+        &mut ann_ws,
+        json!({"type": "unsubscribe", "functions": ["echo"]}),
+    )
+    .await;
+    assert_eq!(ack["functions"], json!([]));
+
+    // The last connection of an entity gone: its binding goes too.
+    ann_ws.close(None).await.unwrap();
+    eventually(
+        "ann's binding is removed",
+        Duration::from_secs(10),
+        || async {
+            let bound = event_bindings(&app).await;
+            (!bound.iter().any(|k| k.contains(ann_entity.as_str()))).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        event_bindings(&app)
+            .await
+            .iter()
+            .any(|k| k.contains(eve_entity.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn an_upgrade_without_a_valid_key_is_refused() {
+    let app = TestApp::spawn().await;
+    for key in [None, Some("surge_not-a-real-key")] {
+        let mut request = format!("ws://{}/ws", app.addr)
+            .into_client_request()
+            .unwrap();
+        if let Some(key) = key {
+            request
+                .headers_mut()
+                .insert("x-api-key", key.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401);
+            }
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
+}

@@ -943,7 +943,13 @@ def test_secret_templates_are_placeholders():
                 assert value == PLACEHOLDER
     (surge,) = [s for s in templates if s["metadata"]["name"] == "surge-secrets"]
     data = secret_data(surge)
-    assert set(data) == {"SURGE_DATABASE__URL", "SURGE_BROKER__URL", "rabbitmq-management-url"}
+    assert set(data) == {
+        "SURGE_DATABASE__URL",
+        "SURGE_BROKER__URL",
+        "rabbitmq-management-url",
+        "SURGE_TENANTS",
+    }
+    assert f'client_secret="{PLACEHOLDER}"' in data["SURGE_TENANTS"], "tenants: placeholder secret"
     assert data["SURGE_DATABASE__URL"].startswith("postgres")
     assert data["SURGE_BROKER__URL"].startswith("amqp")
     assert re.match(r"^https?://[^/]+:15672/", data["rabbitmq-management-url"]), (

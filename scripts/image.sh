@@ -9,7 +9,8 @@ bins=(surge surge-echo surge-sleep)
 say() { echo "image: $*" >&2; }
 buildah() { command buildah --storage-driver vfs "$@"; }
 
-if ! command -v buildah >/dev/null; then
+# `type -P`: the function above would satisfy `command -v` and hide a missing binary.
+if ! type -P buildah >/dev/null; then
   say "installing buildah (Debian)"
   apt-get install -y -qq buildah >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq buildah >/dev/null; }
 fi

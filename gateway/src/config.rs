@@ -174,6 +174,9 @@ pub struct IdentitySettings {
     pub provider_timeout_ms: u64,
     /// How long a provider's discovery document and keys are reused.
     pub discovery_ttl_s: u64,
+    /// A token signed with an unknown key makes the gateway fetch the provider's keys again,
+    /// at most this often (so made-up key ids cannot hammer the provider).
+    pub key_refresh_min_ms: u64,
     /// How long a started login may take before its state is refused.
     pub flow_ttl_s: u64,
     /// Lifetime of a key minted by `/token` when the caller does not ask for one (0 = never
@@ -188,6 +191,7 @@ impl Default for IdentitySettings {
         Self {
             provider_timeout_ms: 5_000,
             discovery_ttl_s: 3_600,
+            key_refresh_min_ms: 10_000,
             flow_ttl_s: 600,
             default_key_seconds: 30 * 24 * 3_600,
             login_token_seconds: 3_600,

@@ -46,6 +46,7 @@ impl Application {
         settings: GatewaySettings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        // Checked before binding, so a bad setting is named before a busy port is.
         settings.validate().map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(settings.http.addr)
             .await
@@ -63,7 +64,10 @@ impl Application {
         settings.validate().map_err(anyhow::Error::msg)?;
         let pool = settings.database.connect().await?;
         schema::ensure_current(&pool).await?;
-        let tenants = Arc::new(Tenants::new(&settings.tenants, &settings.identity));
+        let tenants = Arc::new(
+            Tenants::new(&settings.tenants, &settings.identity)
+                .context("cannot build the HTTP client for identity providers")?,
+        );
         let auth = Authenticator {
             pool: pool.clone(),
             keys: KeyCache::new(Duration::from_secs(1), 100_000),

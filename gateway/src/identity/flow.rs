@@ -8,9 +8,8 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use openidconnect::core::CoreResponseType;
 use openidconnect::{
-    AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, CsrfToken, Nonce,
-    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RequestTokenError, Scope,
-    SignatureVerificationError, TokenResponse as _,
+    AuthenticationFlow, AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse as _,
+    PkceCodeChallenge, PkceCodeVerifier, RequestTokenError, Scope, TokenResponse as _,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -20,7 +19,7 @@ use url::Url;
 
 use super::Tenants;
 use super::account::IdClaims;
-use super::provider::Provider;
+use super::provider::{Provider, VerifyError};
 use crate::error::ApiError;
 use crate::store::flows::{self, Flow};
 
@@ -228,30 +227,27 @@ impl Tenants {
             ))
         })?;
         let nonce = Nonce::new(flow.nonce.clone());
-        let mut client = client;
-        let mut refreshed = false;
-        loop {
-            let verified = id_token
-                .claims(&client.id_token_verifier(), &nonce)
-                .map(|_| ());
-            match verified {
-                Ok(()) => break,
-                Err(ClaimsVerificationError::SignatureVerification(
-                    SignatureVerificationError::NoMatchingKey,
-                )) if !refreshed && provider.refresh_keys().await => {
-                    refreshed = true;
-                    client = provider
-                        .client()
-                        .await
-                        .map_err(|e| ApiError::ProviderUnavailable(e.to_string()))?;
-                }
-                Err(e) => {
-                    tracing::warn!(tenant = %flow.tenant, error = %e, "login refused: the ID token does not verify");
-                    return Err(ApiError::LoginFailed(format!(
-                        "the ID token from tenant {}'s provider does not verify: {e}",
-                        flow.tenant
-                    )));
-                }
+        let nonce_matches = |presented: Option<&Nonce>| -> Result<(), String> {
+            let same = presented.is_some_and(|n| {
+                bool::from(n.secret().as_bytes().ct_eq(nonce.secret().as_bytes()))
+            });
+            if same {
+                Ok(())
+            } else {
+                Err("the nonce does not match this login".into())
+            }
+        };
+        match provider.verify(id_token, &nonce_matches).await {
+            Ok(()) => {}
+            Err(VerifyError::Provider(e)) => {
+                return Err(ApiError::ProviderUnavailable(e.to_string()));
+            }
+            Err(VerifyError::Claims(e)) => {
+                tracing::warn!(tenant = %flow.tenant, error = %e, "login refused: the ID token does not verify");
+                return Err(ApiError::LoginFailed(format!(
+                    "the ID token from tenant {}'s provider does not verify: {e}",
+                    flow.tenant
+                )));
             }
         }
         let id_token = id_token.to_string();

@@ -18,13 +18,12 @@ pub type ProviderHttpFuture =
     Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, ProviderHttpError>> + Send>>;
 
 /// A reqwest client for providers: every call times out.
-pub fn client(timeout: Duration) -> reqwest::Client {
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_default()
 }
 
 /// Adapts `client` to openidconnect's `AsyncHttpClient`.

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openidconnect::core::CoreIdToken;
-use openidconnect::{ClaimsVerificationError, Nonce, SignatureVerificationError};
+use openidconnect::{ClaimsVerificationError, Nonce};
 
 pub use flow::{CallbackParams, Finished, Purpose, Started, cookie_name};
-pub use provider::{Provider, ProviderError};
+pub use provider::{Provider, ProviderError, VerifyError};
 
 use crate::config::{IdentitySettings, TenantSettings};
 use crate::error::ApiError;
@@ -35,21 +35,25 @@ fn issuer_key(issuer: &str) -> &str {
 }
 
 impl Tenants {
-    pub fn new(tenants: &[TenantSettings], settings: &IdentitySettings) -> Self {
-        let timeout = Duration::from_millis(settings.provider_timeout_ms);
+    pub fn new(
+        tenants: &[TenantSettings],
+        settings: &IdentitySettings,
+    ) -> Result<Self, reqwest::Error> {
+        let http = http::client(Duration::from_millis(settings.provider_timeout_ms))?;
         let ttl = Duration::from_secs(settings.discovery_ttl_s);
+        let min_refresh = Duration::from_millis(settings.key_refresh_min_ms);
         let mut by_name = HashMap::new();
         let mut by_issuer = HashMap::new();
         for t in tenants {
-            let provider = Arc::new(Provider::new(t.clone(), timeout, ttl));
+            let provider = Arc::new(Provider::new(t.clone(), http.clone(), ttl, min_refresh));
             by_issuer.insert(issuer_key(t.issuer.as_str()).to_owned(), provider.clone());
             by_name.insert(t.name.clone(), provider);
         }
-        Self {
+        Ok(Self {
             by_name,
             by_issuer,
             settings: settings.clone(),
-        }
+        })
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -107,28 +111,15 @@ impl Tenants {
             .filter(|p| p.settings.accept_bearer)
             .ok_or("bearer tokens from this issuer are not accepted here")?;
         let token = CoreIdToken::from_str(jwt).map_err(|_| INVALID)?;
-        let no_nonce = |_: Option<&Nonce>| Ok(());
-        let mut refreshed = false;
-        loop {
-            let client = provider
-                .client()
-                .await
-                .map_err(|_| "the token's identity provider cannot be reached")?;
-            match token.claims(&client.id_token_verifier(), no_nonce) {
-                Ok(_) => break,
-                Err(ClaimsVerificationError::SignatureVerification(
-                    SignatureVerificationError::NoMatchingKey,
-                )) if !refreshed => {
-                    refreshed = true;
-                    if !provider.refresh_keys().await {
-                        return Err(INVALID);
-                    }
-                }
-                Err(ClaimsVerificationError::Expired(_)) => {
-                    return Err("the bearer token has expired");
-                }
-                Err(_) => return Err(INVALID),
+        match provider.verify(&token, &|_: Option<&Nonce>| Ok(())).await {
+            Ok(()) => {}
+            Err(VerifyError::Provider(_)) => {
+                return Err("the token's identity provider cannot be reached");
             }
+            Err(VerifyError::Claims(ClaimsVerificationError::Expired(_))) => {
+                return Err("the bearer token has expired");
+            }
+            Err(VerifyError::Claims(_)) => return Err(INVALID),
         }
         Ok((provider.clone(), unverified))
     }

@@ -6,9 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openidconnect::core::{CoreClient, CoreProviderMetadata};
+use std::sync::RwLock;
+
+use openidconnect::core::{CoreClient, CoreIdToken, CoreProviderMetadata};
 use openidconnect::{
-    ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, RedirectUrl,
+    ClaimsVerificationError, ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    IssuerUrl, Nonce, RedirectUrl, SignatureVerificationError,
 };
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
@@ -50,7 +53,14 @@ pub struct Provider {
     pub settings: TenantSettings,
     http: reqwest::Client,
     ttl: Duration,
-    discovered: Mutex<Option<Discovered>>,
+    /// Keys are fetched again for an unknown `kid` at most this often, so tokens with
+    /// made-up key ids cannot make us hammer the provider.
+    min_refresh: Duration,
+    /// Read on every login and bearer token; never held across a network call.
+    discovered: RwLock<Option<Discovered>>,
+    /// One discovery at a time, and when the last one was tried (failures included, so a
+    /// provider that is down is asked at most every `min_refresh`).
+    refreshing: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -62,17 +72,27 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-/// Keys are fetched again for an unknown `kid` at most this often, so tokens with made-up
-/// key ids cannot make us hammer the provider.
-const MIN_REFRESH: Duration = Duration::from_secs(10);
+/// Why a token does not verify.
+#[derive(Debug)]
+pub enum VerifyError {
+    Provider(ProviderError),
+    Claims(ClaimsVerificationError),
+}
 
 impl Provider {
-    pub fn new(settings: TenantSettings, timeout: Duration, ttl: Duration) -> Self {
+    pub fn new(
+        settings: TenantSettings,
+        http: reqwest::Client,
+        ttl: Duration,
+        min_refresh: Duration,
+    ) -> Self {
         Self {
             settings,
-            http: http::client(timeout),
+            http,
             ttl,
-            discovered: Mutex::new(None),
+            min_refresh,
+            discovered: RwLock::new(None),
+            refreshing: Mutex::new(None),
         }
     }
 
@@ -80,54 +100,74 @@ impl Provider {
         http::adapter(self.http.clone())
     }
 
-    /// The client, discovering the provider when we have no fresh copy. A failed refresh
-    /// keeps using the copy we have (a provider's brief outage does not stop logins with
-    /// known keys); with no copy at all it is an error.
+    fn cached(&self) -> Option<Discovered> {
+        self.discovered
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The client, discovering the provider when we have no fresh copy. While a refresh is
+    /// due or failing, the copy we have keeps serving (a provider's brief outage does not stop
+    /// logins with known keys); with no copy at all it is an error.
     pub async fn client(&self) -> Result<Arc<OidcClient>, ProviderError> {
-        let mut discovered = self.discovered.lock().await;
-        if let Some(d) = discovered.as_ref().filter(|d| d.at.elapsed() < self.ttl) {
-            return Ok(d.client.clone());
-        }
-        match self.discover().await {
-            Ok(client) => {
-                *discovered = Some(Discovered {
-                    client: client.clone(),
-                    at: Instant::now(),
-                });
-                Ok(client)
-            }
-            Err(e) => match discovered.as_ref() {
-                Some(stale) => {
-                    tracing::warn!(tenant = %self.settings.name, error = %e, "provider discovery failed; using the previous copy");
-                    Ok(stale.client.clone())
-                }
-                None => Err(e),
+        match self.cached() {
+            Some(d) if d.at.elapsed() < self.ttl => Ok(d.client),
+            stale => match self.rediscover(self.ttl).await {
+                Ok(client) => Ok(client),
+                Err(e) => match stale {
+                    Some(d) => {
+                        tracing::warn!(tenant = %self.settings.name, error = %e, "provider discovery failed; using the previous copy");
+                        Ok(d.client)
+                    }
+                    None => Err(e),
+                },
             },
         }
     }
 
-    /// Discovers again (new signing keys) unless that happened in the last few seconds.
-    /// Returns whether a new copy was fetched.
-    pub async fn refresh_keys(&self) -> bool {
-        let mut discovered = self.discovered.lock().await;
-        if discovered
-            .as_ref()
-            .is_some_and(|d| d.at.elapsed() < MIN_REFRESH)
-        {
-            return false;
-        }
-        match self.discover().await {
-            Ok(client) => {
-                tracing::info!(tenant = %self.settings.name, "provider keys fetched again");
-                *discovered = Some(Discovered {
-                    client,
-                    at: Instant::now(),
-                });
-                true
+    /// Discovers again, unless the copy we have is younger than `fresh_enough` (someone
+    /// refreshed while we waited for the lock) or an attempt was made within `min_refresh`
+    /// (then the copy we have answers, even if that attempt failed).
+    async fn rediscover(&self, fresh_enough: Duration) -> Result<Arc<OidcClient>, ProviderError> {
+        let mut last_try = self.refreshing.lock().await;
+        if let Some(d) = self.cached() {
+            let tried_recently = last_try.is_some_and(|at| at.elapsed() < self.min_refresh);
+            if d.at.elapsed() < fresh_enough || tried_recently {
+                return Ok(d.client);
             }
-            Err(e) => {
-                tracing::warn!(tenant = %self.settings.name, error = %e, "provider keys could not be fetched again");
-                false
+        }
+        *last_try = Some(Instant::now());
+        let client = self.discover().await?;
+        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(Discovered {
+            client: client.clone(),
+            at: Instant::now(),
+        });
+        Ok(client)
+    }
+
+    /// Verifies an ID token (or JWT access token) for this client, fetching the provider's
+    /// keys again once when the token names a key we do not know (the provider rotated).
+    pub async fn verify(
+        &self,
+        token: &CoreIdToken,
+        nonce: &impl Fn(Option<&Nonce>) -> Result<(), String>,
+    ) -> Result<(), VerifyError> {
+        let mut client = self.client().await.map_err(VerifyError::Provider)?;
+        let mut refreshed = false;
+        loop {
+            let verified = token.claims(&client.id_token_verifier(), nonce).map(|_| ());
+            match verified {
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) if !refreshed => {
+                    refreshed = true;
+                    match self.rediscover(self.min_refresh).await {
+                        Ok(fresh) if !Arc::ptr_eq(&fresh, &client) => client = fresh,
+                        _ => return verified.map_err(VerifyError::Claims),
+                    }
+                }
+                other => return other.map_err(VerifyError::Claims),
             }
         }
     }

@@ -1,8 +1,9 @@
 //! A short-lived, bounded cache. Keys: API key lookups, so a busy key costs one query per
 //! second per replica rather than one per request; entries live at most `ttl` (1 s), so a
 //! key revoked or expired in the database is refused by every replica within that time, with
-//! no broadcast to lose. Unknown keys are cached too, so a flood of well-formed fakes cannot
-//! turn into a flood of queries. Bearer tokens: the entity a provider's subject maps to.
+//! no broadcast to lose. Unknown keys are cached too, so one fake key retried in a loop costs
+//! one query per second (many distinct fakes still cost a query each: the checksum only stops
+//! typos). Bearer tokens: the entity a provider's subject maps to.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -49,14 +50,6 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
             }
         }
         entries.insert(key, (value, Instant::now()));
-    }
-
-    /// Forgets every entry (a key was revoked or rotated on this replica).
-    pub fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
     }
 }
 

@@ -39,8 +39,15 @@ pub struct Caller {
     pub admin: bool,
 }
 
-/// Caches of credential lookups.
-pub type KeyCache = TtlCache<api_key::KeyHash, Option<KeyRecord>>;
+/// A Surge token as the authenticator keeps it: the record and whether it makes an admin.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub record: KeyRecord,
+    pub admin: bool,
+}
+
+/// Caches of credential lookups (shared, not copied, on each hit).
+pub type KeyCache = TtlCache<api_key::KeyHash, Option<Arc<CachedKey>>>;
 /// `(tenant, subject, account)` of a bearer JWT → its entity and the subject it is bound to.
 pub type SubjectCache = TtlCache<(String, String, String), (Uuid, Option<String>)>;
 
@@ -64,23 +71,29 @@ impl Authenticator {
             return self.authenticate_jwt(presented).await;
         }
         let hash = api_key::parse(presented).map_err(|e| ApiError::Unauthorized(key_error(e)))?;
-        let record = match self.keys.get(&hash) {
-            Some(record) => record,
+        let key = match self.keys.get(&hash) {
+            Some(key) => key,
             None => {
-                let record = crate::store::auth::find_api_key(&self.pool, &hash).await?;
-                self.keys.put(hash, record.clone());
-                record
+                let key = crate::store::auth::find_api_key(&self.pool, &hash)
+                    .await?
+                    .map(|record| {
+                        // Admin is settled once per load, not on every request.
+                        let admin = self
+                            .tenants
+                            .get(&record.tenant)
+                            .is_some_and(|t| account::is_admin(&record.groups, &t.settings));
+                        Arc::new(CachedKey { record, admin })
+                    });
+                self.keys.put(hash, key.clone());
+                key
             }
         };
-        match record {
-            Some(key) if key.valid_at(chrono::Utc::now()) => Ok(Caller {
-                admin: self
-                    .tenants
-                    .get(&key.tenant)
-                    .is_some_and(|t| account::is_admin(&key.groups, &t.settings)),
-                entity_id: key.entity_id,
-                tenant: key.tenant,
-                key_id: Some(key.id),
+        match key {
+            Some(key) if key.record.valid_at(chrono::Utc::now()) => Ok(Caller {
+                entity_id: key.record.entity_id,
+                tenant: key.record.tenant.clone(),
+                key_id: Some(key.record.id),
+                admin: key.admin,
             }),
             Some(_) => Err(ApiError::Unauthorized("the API key is revoked or expired")),
             None => Err(ApiError::Unauthorized("the API key is not valid")),

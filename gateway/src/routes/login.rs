@@ -190,6 +190,7 @@ async fn callback(
         None => None,
     };
     let api_key = flow.purpose == "api_key";
+    let kind = if api_key { "api_key" } else { "login" };
     let seconds = if api_key {
         flow.key_seconds
             .unwrap_or(state.tenants.settings.default_key_seconds)
@@ -206,7 +207,7 @@ async fn callback(
         &state.pool,
         &store::auth::Issue {
             entity,
-            kind: if api_key { "api_key" } else { "login" },
+            kind,
             hash: &hash,
             seconds,
             label: flow.label.as_deref(),
@@ -217,12 +218,12 @@ async fn callback(
     )
     .await?;
     let admin = claims.is_admin(tenant);
-    tracing::info!(tenant = %tenant.name, entity = %entity, token = %id, kind = if api_key { "api_key" } else { "login" }, admin, "login completed");
+    tracing::info!(tenant = %tenant.name, entity = %entity, token = %id, kind, admin, "login completed");
     let issued = Issued {
         token_type: "Bearer".into(),
         access_token: secret.expose_secret().to_owned(),
         id,
-        kind: if api_key { "api_key" } else { "login" }.into(),
+        kind: kind.into(),
         expires_in: seconds,
         refresh_token: finished.refresh_token.clone(),
         id_token: (!api_key).then(|| finished.id_token.clone()),

@@ -88,26 +88,23 @@ async fn update(
             "seconds must be 0 (never expires) or a positive number of seconds".into(),
         ));
     }
-    let not_found = || ApiError::NotFound(format!("no active key {}", update.id));
-    let mut key = None;
-    let mut summary = None;
-    if update.rotate {
-        let (secret, hash) = api_key::mint()
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness for a key: {e}")))?;
-        summary = Some(
-            auth::rotate(&state.pool, caller.entity_id, update.id, &hash)
-                .await?
-                .ok_or_else(not_found)?,
-        );
-        key = Some(secret.expose_secret().to_owned());
-    }
-    if let Some(seconds) = update.seconds {
-        summary = Some(
-            auth::expire_in(&state.pool, caller.entity_id, update.id, seconds)
-                .await?
-                .ok_or_else(not_found)?,
-        );
-    }
-    let summary = summary.ok_or_else(not_found)?;
+    let minted = if update.rotate {
+        Some(
+            api_key::mint()
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness for a key: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let summary = auth::update_key(
+        &state.pool,
+        caller.entity_id,
+        update.id,
+        minted.as_ref().map(|(_, hash)| hash),
+        update.seconds,
+    )
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no active key {}", update.id)))?;
+    let key = minted.map(|(secret, _)| secret.expose_secret().to_owned());
     Ok(Json(UpdatedKey { summary, key }))
 }

@@ -39,7 +39,8 @@ pub struct KeySummary {
     pub revoked: bool,
 }
 
-/// Stores a new API key of `entity`; returns its id.
+/// Stores a new API key of `entity` minted by an operator (no login, so no claims or
+/// groups); returns its id.
 pub async fn insert_api_key(
     pool: &PgPool,
     entity: Uuid,
@@ -47,19 +48,19 @@ pub async fn insert_api_key(
     seconds: i64,
     label: Option<&str>,
 ) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"
-        INSERT INTO auth (id, entity_id, kind, seconds, token_hash, label)
-        VALUES ($1, $2, 'api_key', $3, $4, $5)
-        RETURNING id
-        "#,
-        Uuid::now_v7(),
-        entity,
-        seconds,
-        &hash.0[..],
-        label,
+    issue(
+        pool,
+        &Issue {
+            entity,
+            kind: "api_key",
+            hash,
+            seconds,
+            label,
+            persona: None,
+            claims: &serde_json::Map::new(),
+            groups: &[],
+        },
     )
-    .fetch_one(pool)
     .await
 }
 
@@ -102,72 +103,61 @@ pub async fn issue(pool: &PgPool, issue: &Issue<'_>) -> Result<Uuid, sqlx::Error
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .unzip();
-    sqlx::query!(
-        r#"
+    if !names.is_empty() {
+        sqlx::query!(
+            r#"
         INSERT INTO auth_claims (auth_id, name, value)
         SELECT $1, c.name, c.value FROM UNNEST($2::text[], $3::jsonb[]) AS c(name, value)
         "#,
-        id,
-        &names,
-        &values,
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        r#"
-        INSERT INTO auth_groups (auth_id, name)
-        SELECT DISTINCT $1::uuid, g FROM UNNEST($2::text[]) AS g
-        "#,
-        id,
-        issue.groups,
-    )
-    .execute(&mut *tx)
-    .await?;
+            id,
+            &names,
+            &values,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !issue.groups.is_empty() {
+        sqlx::query!(
+            r#"
+            INSERT INTO auth_groups (auth_id, name)
+            SELECT DISTINCT $1::uuid, g FROM UNNEST($2::text[]) AS g
+            "#,
+            id,
+            issue.groups,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(id)
 }
 
-/// Gives one of `owner`'s active keys a new secret (the old one stops working at once);
-/// `None` when it has no such key.
-pub async fn rotate(
+/// Changes one of `owner`'s active keys in one statement: a new secret (the old one stops
+/// working at once) and/or valid for `seconds` from now (0 = never expires), whether that
+/// shortens or lengthens its life. `None` when it has no such key.
+pub async fn update_key(
     pool: &PgPool,
     owner: Uuid,
     id: Uuid,
-    hash: &KeyHash,
+    hash: Option<&KeyHash>,
+    seconds: Option<i64>,
 ) -> Result<Option<KeySummary>, sqlx::Error> {
     sqlx::query_as!(
         KeySummary,
         r#"
-        UPDATE auth SET token_hash = $3
+        UPDATE auth SET
+            token_hash = COALESCE($3::bytea, token_hash),
+            seconds = CASE
+                WHEN $4::bigint IS NULL THEN seconds
+                WHEN $4::bigint = 0 THEN 0
+                ELSE GREATEST(1, CEIL(EXTRACT(EPOCH FROM now() - granted))::bigint + $4::bigint)
+            END
         WHERE id = $1 AND entity_id = $2 AND kind = 'api_key' AND state = 'active'
         RETURNING id, label, granted, seconds, state = 'revoked' AS "revoked!"
         "#,
         id,
         owner,
-        &hash.0[..],
-    )
-    .fetch_optional(pool)
-    .await
-}
-
-/// Makes one of `owner`'s active keys valid for `seconds` from now (0 = never expires),
-/// whether that shortens or lengthens its life.
-pub async fn expire_in(
-    pool: &PgPool,
-    owner: Uuid,
-    id: Uuid,
-    seconds: i64,
-) -> Result<Option<KeySummary>, sqlx::Error> {
-    sqlx::query_as!(
-        KeySummary,
-        r#"
-        UPDATE auth SET seconds = CASE WHEN $3::bigint = 0 THEN 0
-            ELSE GREATEST(1, CEIL(EXTRACT(EPOCH FROM now() - granted))::bigint + $3) END
-        WHERE id = $1 AND entity_id = $2 AND kind = 'api_key' AND state = 'active'
-        RETURNING id, label, granted, seconds, state = 'revoked' AS "revoked!"
-        "#,
-        id,
-        owner,
+        hash.map(|h| &h.0[..]),
         seconds,
     )
     .fetch_optional(pool)

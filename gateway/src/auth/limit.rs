@@ -4,6 +4,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -12,6 +13,8 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 use uuid::Uuid;
+
+use crate::error::ApiError;
 
 /// `limits.*`: requests per entity.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,7 +55,10 @@ pub struct EntityLimiter {
     limiter: Option<RwLock<Keyed>>,
     quota: Option<Quota>,
     settings: LimitSettings,
+    checks: AtomicU64,
 }
+
+const CAP_CHECK_EVERY: u64 = 64;
 
 fn keyed(quota: Quota) -> Keyed {
     RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>()
@@ -68,6 +74,7 @@ impl EntityLimiter {
             limiter: quota.map(|q| RwLock::new(keyed(q))),
             quota,
             settings: settings.clone(),
+            checks: AtomicU64::new(0),
         }
     }
 
@@ -76,9 +83,14 @@ impl EntityLimiter {
         let (Some(lock), Some(quota)) = (&self.limiter, self.quota) else {
             return Ok(());
         };
-        let full =
-            lock.read().unwrap_or_else(|p| p.into_inner()).len() >= self.settings.max_tracked;
-        if full {
+        // Counting the tracked entities visits every shard of the map: do it every so often,
+        // not on every request (the cap may be overshot by at most that many entities).
+        let due = self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(CAP_CHECK_EVERY);
+        if due && lock.read().unwrap_or_else(|p| p.into_inner()).len() >= self.settings.max_tracked
+        {
             let mut limiter = lock.write().unwrap_or_else(|p| p.into_inner());
             limiter.retain_recent();
             if limiter.len() >= self.settings.max_tracked {
@@ -89,11 +101,35 @@ impl EntityLimiter {
         let limiter = lock.read().unwrap_or_else(|p| p.into_inner());
         match limiter.check_key(&entity) {
             Ok(_) => Ok(()),
-            Err(not_until) => Err(Limited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-                burst: self.settings.burst,
-                per_second: self.settings.per_second,
-            }),
+            Err(not_until) => Err(self.limited(&not_until)),
+        }
+    }
+
+    /// Counts `n` more units of `entity` at once (the events of a batch beyond the request
+    /// itself). A batch larger than the burst can never pass: that is a bad request.
+    pub fn check_more(&self, entity: Uuid, n: usize) -> Result<(), ApiError> {
+        let (Some(lock), Some(n)) = (
+            &self.limiter,
+            NonZeroU32::new(n.try_into().unwrap_or(u32::MAX)),
+        ) else {
+            return Ok(());
+        };
+        let limiter = lock.read().unwrap_or_else(|p| p.into_inner());
+        match limiter.check_key_n(&entity, n) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(not_until)) => Err(ApiError::RateLimited(self.limited(&not_until))),
+            Err(_) => Err(ApiError::BadRequest(format!(
+                "a batch may hold at most {} events (limits.burst)",
+                self.settings.burst
+            ))),
+        }
+    }
+
+    fn limited(&self, not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Limited {
+        Limited {
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            burst: self.settings.burst,
+            per_second: self.settings.per_second,
         }
     }
 
@@ -134,6 +170,18 @@ mod tests {
         assert!(limited.retry_after <= Duration::from_secs(1));
         assert_eq!(limited.retry_after_secs(), 1);
         assert!(limiter.check(b).is_ok(), "per entity");
+        assert!(
+            limiter.check_more(b, 2).is_ok(),
+            "b had 3: one used, two more"
+        );
+        assert!(matches!(
+            limiter.check_more(b, 1),
+            Err(ApiError::RateLimited(_))
+        ));
+        assert!(
+            matches!(limiter.check_more(b, 10), Err(ApiError::BadRequest(_))),
+            "past the burst"
+        );
     }
 
     #[test]
@@ -153,9 +201,10 @@ mod tests {
             burst: 1,
             max_tracked: 5,
         });
-        for _ in 0..50 {
+        for _ in 0..500 {
             let _ = limiter.check(Uuid::now_v7());
         }
-        assert!(limiter.limiter.as_ref().unwrap().read().unwrap().len() <= 5);
+        let tracked = limiter.limiter.as_ref().unwrap().read().unwrap().len();
+        assert!(tracked <= 5 + CAP_CHECK_EVERY as usize, "{tracked}");
     }
 }

@@ -126,12 +126,11 @@ pub fn json_data(event: &Event) -> Result<serde_json::Value, BindingError> {
 
 /// An event in structured mode (JSON), its data as JSON: an event decoded from the broker
 /// holds its data as bytes, which would otherwise serialize as `data_base64`.
-pub fn structured_json(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
-    let mut event = event.clone();
+pub fn structured_json(mut event: Event) -> Result<String, serde_json::Error> {
     if let Ok(data) = json_data(&event) {
         event.set_data("application/json", data);
     }
-    serde_json::to_vec(&event)
+    serde_json::to_string(&event)
 }
 
 /// RFC 3339 in UTC with `Z`, as every time on Surge's wire.

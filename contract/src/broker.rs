@@ -56,11 +56,13 @@ pub async fn publish_confirmed(
     channel: &Channel,
     exchange: &str,
     routing_key: &str,
-    message: AmqpMessage,
+    message: &AmqpMessage,
     mandatory: bool,
     timeout: Duration,
 ) -> Result<(), PublishError> {
-    let properties = message.properties.with_delivery_mode(2);
+    // Borrowed, so one encoded message can go to several places (a completion to the events
+    // exchange and a reply queue) or be sent again, without copying its body.
+    let properties = message.properties.clone().with_delivery_mode(2);
     let confirm = async {
         let pending = channel
             .basic_publish(

@@ -207,7 +207,12 @@ pub fn entity_binding_key(tenant: &str, entity: &str) -> String {
     format!("{}.{}.*.*", word(Some(tenant)), word(Some(entity)))
 }
 
-/// One word of a topic key: a dot inside a tenant would shift every word after it.
+/// One word of a topic key: a dot inside a tenant would shift every word after it. A
+/// consumer comparing a key's words with a tenant must compare with `topic_word(tenant)`.
+pub fn topic_word(tenant: &str) -> String {
+    word(Some(tenant))
+}
+
 fn word(w: Option<&str>) -> String {
     w.map_or_else(|| "-".to_owned(), |w| w.replace(['.', '*', '#'], "_"))
 }

@@ -165,6 +165,44 @@ impl Topology {
         Ok(name)
     }
 
+    /// Routes every completion of one entity (`<tenant>.<entity>.*.*` on `surge.events`) to
+    /// a gateway replica's reply queue, while that entity has a websocket connection there.
+    pub async fn bind_entity(
+        &self,
+        channel: &Channel,
+        reply_queue: &str,
+        tenant: &str,
+        entity: &str,
+    ) -> Result<(), TopologyError> {
+        let key = crate::job::entity_binding_key(tenant, entity);
+        self.bind(channel, reply_queue, &self.events_exchange(), &key)
+            .await
+    }
+
+    /// Undoes `bind_entity`.
+    pub async fn unbind_entity(
+        &self,
+        channel: &Channel,
+        reply_queue: &str,
+        tenant: &str,
+        entity: &str,
+    ) -> Result<(), TopologyError> {
+        let key = crate::job::entity_binding_key(tenant, entity);
+        let exchange = self.events_exchange();
+        channel
+            .queue_unbind(
+                reply_queue.into(),
+                exchange.as_str().into(),
+                ShortString::from(key),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|source| TopologyError::Declare {
+                what: format!("unbinding {reply_queue} from {exchange}"),
+                source,
+            })
+    }
+
     async fn declare_queue(
         &self,
         channel: &Channel,

@@ -82,15 +82,36 @@ pub async fn accept(
         reply_to: waiter.as_ref().map(|_| state.bus.reply_queue()),
     })
     .map_err(|e| ApiError::Internal(e.into()))?;
-    if let Err(e) = state.bus.publish_job(function, message).await {
+    let mut published = state.bus.publish_job(function, &message).await;
+    let mut unconfirmed = false;
+    if let Err(e) = &published
+        && e.may_have_been_queued()
+    {
+        // The broker may hold the job (a confirm that timed out, a connection lost after the
+        // send). Sending it again is safe: the runtime runs a job id once.
+        tracing::warn!(error = %e, %id, "a job's publish is unconfirmed; sending it again");
+        unconfirmed = true;
+        state.bus.wait_connected(state.bus.publish_timeout()).await;
+        published = state.bus.publish_job(function, &message).await;
+    }
+    if let Err(e) = published {
         drop(waiter);
+        tracing::warn!(error = %e, %id, "publishing a job failed");
+        if unconfirmed {
+            // It may run: keep its record, so a run counts for its owner and a retry with the
+            // same Idempotency-Key finds it instead of running the work twice.
+            return Err(ApiError::Unavailable(format!(
+                "job {id} was recorded but the broker did not confirm it; look it up at /jobs/{id}, \
+                 or retry with the same Idempotency-Key"
+            )));
+        }
         if let Err(db) = jobs::delete_unpublished(&state.pool, caller.entity_id, id).await {
             tracing::error!(error = %db, %id, "an unpublished job could not be removed");
         }
-        tracing::warn!(error = %e, "publishing a job failed");
-        return Err(ApiError::Unavailable(format!(
-            "the job could not be queued ({e}); nothing was accepted, retry"
-        )));
+        // The broker's own words stay in the log (error.rs: no broker text to clients).
+        return Err(ApiError::Unavailable(
+            "the job could not be queued; nothing was accepted, retry".into(),
+        ));
     }
     state.activity.published(function);
     Ok(Accepted::New {

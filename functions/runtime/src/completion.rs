@@ -48,11 +48,11 @@ pub async fn publish(
         body: message.body,
     };
     let exchange = topology.events_exchange();
-    let to_events = publish_confirmed(channel, &exchange, &key, message.clone(), false, timeout);
+    let to_events = publish_confirmed(channel, &exchange, &key, &message, false, timeout);
     match reply_to {
         // The reply queue may be gone (its gateway died): not mandatory, the caller can poll.
         Some(reply) => {
-            let to_reply = publish_confirmed(channel, "", &reply.queue, message, false, timeout);
+            let to_reply = publish_confirmed(channel, "", &reply.queue, &message, false, timeout);
             let (a, b) = tokio::join!(to_events, to_reply);
             a.and(b)
         }

@@ -48,6 +48,7 @@ pub async fn run_with<F: Function>(
     let mode = settings.function.mode;
     let http_addr = settings.function.http_addr;
     let body_limit = settings.function.body_limit_bytes;
+    let concurrency = usize::from(settings.function.concurrency);
     let worker = Arc::new(Worker {
         function,
         name: name.clone(),
@@ -89,7 +90,7 @@ pub async fn run_with<F: Function>(
                 pool: pool.clone(),
                 shutdown: shutdown.clone(),
             });
-            let router = server::router(state, mode == Mode::Http, body_limit);
+            let router = server::router(state, mode == Mode::Http, body_limit, concurrency);
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on function.http_addr {addr}"))?;

@@ -28,13 +28,24 @@ pub struct ServerState<F: Function> {
     pub shutdown: CancellationToken,
 }
 
-/// The router: health always, the CloudEvents receiver when `receive` is set.
-pub fn router<F: Function>(state: Arc<ServerState<F>>, receive: bool, body_limit: usize) -> Router {
+/// The router: health always, the CloudEvents receiver when `receive` is set, taking at most
+/// `concurrency` events at once (as the AMQP mode's prefetch does; more would only queue on
+/// the database pool).
+pub fn router<F: Function>(
+    state: Arc<ServerState<F>>,
+    receive: bool,
+    body_limit: usize,
+    concurrency: usize,
+) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz::<F>));
     if receive {
-        router = router.route("/", post(receive_event::<F>));
+        router = router.route(
+            "/",
+            post(receive_event::<F>)
+                .layer(tower::limit::ConcurrencyLimitLayer::new(concurrency.max(1))),
+        );
     }
     router
         .layer(DefaultBodyLimit::max(body_limit))

@@ -135,7 +135,15 @@ impl<F: Function> Worker<F> {
         };
         let job = match self.db(|| store::claim(&self.pool, &delivered)).await {
             Ok(job) => job,
-            Err(e) => return Settlement::Reject(format!("the job cannot be recorded: {e}")),
+            // Only what is wrong with the message itself (a value Postgres refuses) makes it a
+            // dead letter; a full disk or a timeout must not lose a valid job.
+            Err(e) if is_data_error(&e) => {
+                return Settlement::Reject(format!("the job cannot be recorded: {e}"));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming the job failed; handing it back");
+                return Settlement::Retry;
+            }
         };
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
 
@@ -250,21 +258,15 @@ impl<F: Function> Worker<F> {
         &self,
         job: &JobRecord,
     ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
-        loop {
-            let mut tx = self.db(|| self.pool.begin()).await?;
-            match store::lock(&mut tx, job.id).await {
-                Ok(state) if state.is_terminal() => return Ok(None),
-                Ok(_) => return Ok(Some(tx)),
-                Err(e) if is_transient(&e) => {
-                    drop(tx);
-                    let delay = backoff.next_delay();
-                    tracing::info!(error = %e, ?delay, "the job is locked by another delivery; waiting");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        // A row locked by another delivery is a transient error (55P03): `db` waits and retries.
+        let (tx, state) = self
+            .db(|| async {
+                let mut tx = self.pool.begin().await?;
+                let state = store::lock(&mut tx, job.id).await?;
+                Ok((tx, state))
+            })
+            .await?;
+        Ok((!state.is_terminal()).then_some(tx))
     }
 
     /// A retryable failure: keep its reason, and either hand the job back or, out of
@@ -362,7 +364,7 @@ impl<F: Function> Worker<F> {
 
     /// Moves a message that is not a valid job to the dead-letter queue with its reason, then
     /// acks it: never dropped, never redelivered in a loop.
-    async fn dead_letter(&self, channel: &Channel, delivery: Delivery, reason: String) {
+    async fn dead_letter(&self, channel: &Channel, mut delivery: Delivery, reason: String) {
         tracing::warn!(%reason, function = %self.name, "dead-lettering a message that is not a valid job");
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(
@@ -371,13 +373,14 @@ impl<F: Function> Worker<F> {
         );
         let message = AmqpMessage {
             properties: delivery.properties.clone().with_headers(headers),
-            body: delivery.data.clone(),
+            // The broker keeps its own copy until the ack or nack below.
+            body: std::mem::take(&mut delivery.data),
         };
         let published = publish_confirmed(
             channel,
             &self.topology.dead_exchange(),
             self.name.as_str(),
-            message,
+            &message,
             true,
             self.settings.broker.publish_timeout(),
         )
@@ -434,6 +437,13 @@ fn is_transient(e: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// Errors about the values sent (SQLSTATE classes 22, data exception, and 23, integrity
+/// constraint violation): sending the same message again cannot succeed.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
 }
 
 fn retryable_problem(reason: &str) -> Problem {

@@ -44,6 +44,8 @@ pub enum PublishJobError {
     NotConnected,
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Topology(#[from] surge_contract::topology::TopologyError),
 }
 
 /// What the link does on each connect and with each reply.
@@ -53,6 +55,19 @@ struct Replies {
     replica: String,
     waiters: Arc<Waiters>,
     hub: Arc<Hub>,
+    /// Compared with every delivery's exchange: named once.
+    events_exchange: String,
+}
+
+impl PublishJobError {
+    /// Whether the broker may hold the message despite the error: nothing says it was
+    /// refused (a confirm that did not come in time, a connection lost after the send).
+    pub fn may_have_been_queued(&self) -> bool {
+        matches!(
+            self,
+            Self::Publish(PublishError::Timeout(_) | PublishError::Amqp(_))
+        )
+    }
 }
 
 impl Bus {
@@ -75,6 +90,7 @@ impl Bus {
             replica,
             waiters: Arc::clone(&waiters),
             hub: hub.clone(),
+            events_exchange: topology.events_exchange(),
         });
         let (link, task) = Link::start(settings.clone(), name, handler, shutdown);
         let bus = Self {
@@ -89,6 +105,11 @@ impl Bus {
             }),
         };
         (bus, task)
+    }
+
+    /// How long a publish waits for its confirm.
+    pub fn publish_timeout(&self) -> Duration {
+        self.inner.publish_timeout
     }
 
     pub fn is_connected(&self) -> bool {
@@ -125,15 +146,13 @@ impl Bus {
             .channel()
             .ok_or(PublishJobError::NotConnected)?;
         let timeout = self.inner.publish_timeout;
-        let bound = bind(
-            &channel,
-            &self.inner.topology,
-            &self.inner.reply_queue,
-            tenant,
-            entity,
-        );
+        let entity = entity.to_string();
+        let bound =
+            self.inner
+                .topology
+                .bind_entity(&channel, &self.inner.reply_queue, tenant, &entity);
         match tokio::time::timeout(timeout, bound).await {
-            Ok(result) => result.map_err(|e| PublishJobError::Publish(e.into())),
+            Ok(result) => result.map_err(PublishJobError::Topology),
             Err(_) => Err(PublishJobError::Publish(PublishError::Timeout(timeout))),
         }
     }
@@ -141,20 +160,18 @@ impl Bus {
     /// Stops routing `entity`'s completions here, unless a connection of it joined meanwhile.
     pub async fn unfollow(&self, tenant: &str, entity: uuid::Uuid) {
         let _serial = self.inner.bindings.lock().await;
-        if self.inner.hub.entities().iter().any(|(_, e)| *e == entity) {
+        if self.inner.hub.has(entity) {
             return;
         }
         let Some(channel) = self.inner.link.channel() else {
             // The binding goes with the connection's next setup, which binds only live ones.
             return;
         };
-        let key = surge_contract::job::entity_binding_key(tenant, &entity.to_string());
-        let unbound = channel.queue_unbind(
-            self.inner.reply_queue.as_str().into(),
-            self.inner.topology.events_exchange().as_str().into(),
-            key.as_str().into(),
-            FieldTable::default(),
-        );
+        let entity = entity.to_string();
+        let unbound =
+            self.inner
+                .topology
+                .unbind_entity(&channel, &self.inner.reply_queue, tenant, &entity);
         match tokio::time::timeout(self.inner.publish_timeout, unbound).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not unbind a websocket entity"),
@@ -166,7 +183,7 @@ impl Bus {
     pub async fn publish_job(
         &self,
         function: &FunctionName,
-        message: AmqpMessage,
+        message: &AmqpMessage,
     ) -> Result<(), PublishJobError> {
         let channel = self
             .inner
@@ -202,7 +219,9 @@ impl LinkHandler for Replies {
             .await?;
         // Completions of the entities with websocket connections here (after a reconnect).
         for (tenant, entity) in self.hub.entities() {
-            bind(publish, &self.topology, &reply_queue, &tenant, entity).await?;
+            self.topology
+                .bind_entity(publish, &reply_queue, &tenant, &entity.to_string())
+                .await?;
         }
         let consume = connection.create_channel().await?;
         // Replies are only useful to a live caller: no acks, nothing to redeliver.
@@ -221,7 +240,7 @@ impl LinkHandler for Replies {
     }
 
     fn deliver(&self, delivery: lapin::message::Delivery, _publish: &Channel) {
-        if delivery.exchange.as_str() == self.topology.events_exchange() {
+        if delivery.exchange.as_str() == self.events_exchange {
             self.push_to_websockets(&delivery);
             return;
         }
@@ -257,6 +276,14 @@ impl Replies {
         let Ok(entity) = entity.parse() else {
             return;
         };
+        let job = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .and_then(|id| id.as_str().parse().ok());
+        if !self.hub.wants(tenant, entity, job, function) {
+            return;
+        }
         let event = match binding::decode(&delivery.properties, &delivery.data) {
             Ok(event) => event,
             Err(e) => {
@@ -264,22 +291,13 @@ impl Replies {
                 return;
             }
         };
-        let json = match binding::structured_json(&event).map(String::from_utf8) {
-            Ok(Ok(json)) => json,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "a completion's JSON is not UTF-8");
-                return;
-            }
+        let json = match binding::structured_json(event) {
+            Ok(json) => json,
             Err(e) => {
                 tracing::warn!(error = %e, "a completion could not be rendered as JSON");
                 return;
             }
         };
-        let job = delivery
-            .properties
-            .correlation_id()
-            .as_ref()
-            .and_then(|id| id.as_str().parse().ok());
         self.hub.dispatch(&Push {
             tenant: tenant.to_owned(),
             entity,
@@ -288,23 +306,4 @@ impl Replies {
             json: Arc::from(json),
         });
     }
-}
-
-async fn bind(
-    channel: &Channel,
-    topology: &Topology,
-    queue: &str,
-    tenant: &str,
-    entity: uuid::Uuid,
-) -> Result<(), lapin::Error> {
-    let key = surge_contract::job::entity_binding_key(tenant, &entity.to_string());
-    channel
-        .queue_bind(
-            queue.into(),
-            topology.events_exchange().as_str().into(),
-            key.as_str().into(),
-            lapin::options::QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
 }

@@ -27,7 +27,6 @@ use crate::routes::views::JobView;
 use crate::state::AppState;
 
 const BATCH: &str = "application/cloudevents-batch+json";
-const STRUCTURED: &str = "application/cloudevents+json";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/events", post(receive))
@@ -63,6 +62,12 @@ async fn receive(
     if events.is_empty() {
         return Err(ApiError::BadRequest("the batch is empty".into()));
     }
+    // A batch counts as its events against the caller's rate limit (the request itself
+    // was counted as one when the caller was authenticated).
+    state
+        .auth
+        .limiter
+        .check_more(caller.entity_id, events.len() - 1)?;
     // Every event is checked before any is accepted: a batch is taken whole or not at all.
     let incoming = events
         .iter()
@@ -84,7 +89,7 @@ async fn receive(
                 waiter: Some(waiter),
             } => {
                 return Ok(match wait(&state, waiter, prefer.wait).await {
-                    Some(completion) => structured(&completion),
+                    Some(completion) => structured(completion),
                     None => accepted(view, false),
                 });
             }
@@ -130,13 +135,14 @@ fn incoming(state: &AppState, event: &Event) -> Result<Incoming, ApiError> {
 }
 
 /// A completion event as an HTTP response in structured mode, its data as JSON.
-fn structured(completion: &Event) -> Response {
+fn structured(completion: Event) -> Response {
     match binding::structured_json(completion) {
         Ok(body) => {
             let mut response = (StatusCode::OK, body).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(STRUCTURED));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(binding::STRUCTURED_JSON),
+            );
             response
         }
         Err(e) => ApiError::Internal(anyhow::Error::new(e).context("encoding the completion"))

@@ -4,7 +4,7 @@
 //! is full is told to go (it reads too slowly), never allowed to grow memory.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -35,6 +35,7 @@ impl Subscriptions {
 /// One completion, ready to send: the structured CloudEvent as JSON text.
 #[derive(Debug, Clone)]
 pub struct Push {
+    /// As in the routing key (`job::topic_word`).
     pub tenant: String,
     pub entity: Uuid,
     pub function: String,
@@ -44,16 +45,26 @@ pub struct Push {
 
 struct Connection {
     tenant: String,
+    /// The tenant as it appears in a completion's routing key (`job::topic_word`).
+    tenant_word: String,
     subscriptions: Arc<Mutex<Subscriptions>>,
     queue: mpsc::Sender<Arc<str>>,
     too_slow: CancellationToken,
+}
+
+impl Connection {
+    fn wanted(&self, job: Option<Uuid>, function: &str) -> bool {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wants(job, function)
+    }
 }
 
 /// A connection's membership; leaving the hub is `Hub::leave(member)`.
 #[derive(Debug)]
 pub struct Member {
     pub id: u64,
-    pub entity: Uuid,
     pub subscriptions: Arc<Mutex<Subscriptions>>,
     pub queue: mpsc::Receiver<Arc<str>>,
     /// Cancelled when the connection's queue overflowed.
@@ -64,7 +75,14 @@ pub struct Member {
 pub struct Hub {
     next: AtomicU64,
     entities: Mutex<HashMap<Uuid, HashMap<u64, Connection>>>,
+    /// Connections in `entities`, kept beside it so the count costs no walk.
+    count: AtomicUsize,
 }
+
+/// The replica already has `max` connections.
+#[derive(Debug, thiserror::Error)]
+#[error("this replica has as many websocket connections as it allows ({0})")]
+pub struct HubFull(pub usize);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,20 +93,31 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Adds a connection of `entity`; the bool says whether it is the entity's first here
-    /// (its completions must now be routed to this replica).
-    pub fn join(&self, tenant: &str, entity: Uuid, capacity: usize) -> (Member, bool) {
+    /// Adds a connection of `entity`, unless the replica has `max` already; the bool says
+    /// whether it is the entity's first here (its completions must now be routed here).
+    pub fn join(
+        &self,
+        tenant: &str,
+        entity: Uuid,
+        capacity: usize,
+        max: usize,
+    ) -> Result<(Member, bool), HubFull> {
+        let mut entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        if self.count.load(Ordering::Relaxed) >= max {
+            return Err(HubFull(max));
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let subscriptions = Arc::new(Mutex::new(Subscriptions::default()));
         let too_slow = CancellationToken::new();
-        let mut entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
         let connections = entities.entry(entity).or_default();
         let first = connections.is_empty();
         connections.insert(
             id,
             Connection {
                 tenant: tenant.to_owned(),
+                tenant_word: surge_contract::job::topic_word(tenant),
                 subscriptions: subscriptions.clone(),
                 queue: tx,
                 too_slow: too_slow.clone(),
@@ -96,12 +125,11 @@ impl Hub {
         );
         let member = Member {
             id,
-            entity,
             subscriptions,
             queue: rx,
             too_slow,
         };
-        (member, first)
+        Ok((member, first))
     }
 
     /// Removes a connection; true when it was its entity's last here.
@@ -110,7 +138,9 @@ impl Hub {
         let Some(connections) = entities.get_mut(&entity) else {
             return false;
         };
-        connections.remove(&id);
+        if connections.remove(&id).is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
         let last = connections.is_empty();
         if last {
             entities.remove(&entity);
@@ -118,7 +148,13 @@ impl Hub {
         last
     }
 
-    /// Whether `entity` has a connection here (to re-bind after a reconnect).
+    /// Whether `entity` has a connection here.
+    pub fn has(&self, entity: Uuid) -> bool {
+        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        entities.contains_key(&entity)
+    }
+
+    /// The entities with a connection here and their tenants (to re-bind after a reconnect).
     pub fn entities(&self) -> Vec<(String, Uuid)> {
         let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
         entities
@@ -128,8 +164,18 @@ impl Hub {
     }
 
     pub fn connections(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether any connection wants this completion: asked before it is decoded and
+    /// rendered, so unwanted traffic costs no work. `tenant` is the routing key's word.
+    pub fn wants(&self, tenant: &str, entity: Uuid, job: Option<Uuid>, function: &str) -> bool {
         let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
-        entities.values().map(HashMap::len).sum()
+        entities.get(&entity).is_some_and(|connections| {
+            connections
+                .values()
+                .any(|c| c.tenant_word == tenant && c.wanted(job, function))
+        })
     }
 
     /// Hands a completion to the connections of its entity that subscribed to it; returns
@@ -140,13 +186,11 @@ impl Hub {
             return 0;
         };
         let mut sent = 0;
-        for connection in connections.values().filter(|c| c.tenant == push.tenant) {
-            let wanted = connection
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .wants(push.job, &push.function);
-            if !wanted {
+        for connection in connections
+            .values()
+            .filter(|c| c.tenant_word == push.tenant)
+        {
+            if !connection.wanted(push.job, &push.function) {
                 continue;
             }
             match connection.queue.try_send(push.json.clone()) {
@@ -177,9 +221,9 @@ mod tests {
     fn completions_go_only_to_their_entitys_matching_subscriptions() {
         let hub = Hub::default();
         let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let (mut a, first) = hub.join("acme", ann, 8);
+        let (mut a, first) = hub.join("acme", ann, 8, 10).unwrap();
         assert!(first);
-        let (mut b, _) = hub.join("acme", bob, 8);
+        let (mut b, _) = hub.join("acme", bob, 8, 10).unwrap();
         let job = Uuid::now_v7();
         assert_eq!(
             hub.dispatch(&push("acme", ann, "echo", job)),
@@ -196,6 +240,7 @@ mod tests {
             .unwrap()
             .functions
             .insert("echo".into());
+        assert!(hub.wants("acme", ann, Some(job), "echo"));
         assert_eq!(hub.dispatch(&push("acme", ann, "echo", job)), 1);
         assert!(a.queue.try_recv().is_ok());
         assert!(b.queue.try_recv().is_err(), "bob never sees ann's events");
@@ -218,7 +263,7 @@ mod tests {
     fn a_full_queue_marks_the_connection_too_slow_instead_of_growing() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let (member, _) = hub.join("acme", ann, 2);
+        let (member, _) = hub.join("acme", ann, 2, 10).unwrap();
         member
             .subscriptions
             .lock()
@@ -237,12 +282,39 @@ mod tests {
     fn the_last_connection_of_an_entity_says_so_when_it_leaves() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let (one, first) = hub.join("acme", ann, 1);
-        let (two, second_is_first) = hub.join("acme", ann, 1);
+        let (one, first) = hub.join("acme", ann, 1, 10).unwrap();
+        let (two, second_is_first) = hub.join("acme", ann, 1, 10).unwrap();
         assert!(first && !second_is_first);
         assert_eq!(hub.entities(), vec![("acme".to_owned(), ann)]);
         assert!(!hub.leave(one.id, ann));
+        assert!(hub.has(ann));
         assert!(hub.leave(two.id, ann));
+        assert!(!hub.has(ann));
         assert_eq!(hub.connections(), 0);
+    }
+
+    #[test]
+    fn joins_past_the_limit_are_refused_and_leaving_frees_a_slot() {
+        let hub = Hub::default();
+        let ann = Uuid::now_v7();
+        let (one, _) = hub.join("acme", ann, 1, 1).unwrap();
+        assert!(hub.join("acme", ann, 1, 1).is_err());
+        hub.leave(one.id, ann);
+        assert!(hub.join("acme", ann, 1, 1).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_is_compared_as_it_appears_in_routing_keys() {
+        let hub = Hub::default();
+        let ann = Uuid::now_v7();
+        let (member, _) = hub.join("dev.local", ann, 4, 10).unwrap();
+        member
+            .subscriptions
+            .lock()
+            .unwrap()
+            .functions
+            .insert("echo".into());
+        let word = surge_contract::job::topic_word("dev.local");
+        assert_eq!(hub.dispatch(&push(&word, ann, "echo", Uuid::now_v7())), 1);
     }
 }

@@ -20,6 +20,8 @@ use axum::response::Response;
 use axum::routing::get;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use surge_contract::job::FunctionName;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -55,6 +57,8 @@ impl Default for WsSettings {
 pub const PROTOCOL: &str = "surge.v1";
 /// Close code for a client that reads too slowly (private-use range).
 pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// Commands are small JSON documents; nothing larger is read.
+const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
@@ -65,18 +69,18 @@ async fn upgrade(
     caller: Caller,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    // Checked again, atomically, when the connection joins the hub; this early answer
+    // spares a full replica the upgrade.
     if state.bus.hub().connections() >= state.ws.max_connections {
         return Err(ApiError::Unavailable(
             "this replica has as many websocket connections as it allows; retry shortly".into(),
         ));
     }
     let tracker = state.ws_tasks.clone();
-    Ok(upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| {
-        let task = tracker.track_future(serve(socket, caller, state));
-        async move {
-            task.await;
-        }
-    }))
+    Ok(upgrade
+        .protocols([PROTOCOL])
+        .max_message_size(MAX_COMMAND_BYTES)
+        .on_upgrade(move |socket| tracker.track_future(serve(socket, caller, state))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,8 +116,23 @@ async fn serve(socket: WebSocket, caller: Caller, state: AppState) {
     let settings = state.ws.clone();
     let bus = state.bus.clone();
     let hub = bus.hub().clone();
-    let (mut member, first) = hub.join(&caller.tenant, caller.entity_id, settings.queue_capacity);
     let (mut sink, mut stream) = socket.split();
+    let joined = hub.join(
+        &caller.tenant,
+        caller.entity_id,
+        settings.queue_capacity,
+        settings.max_connections,
+    );
+    let (mut member, first) = match joined {
+        Ok(joined) => joined,
+        Err(full) => {
+            tracing::warn!(error = %full, "websocket refused");
+            let _ = sink
+                .send(close(1013, "too many connections; retry later"))
+                .await;
+            return;
+        }
+    };
     if first && let Err(e) = bus.follow(&caller.tenant, caller.entity_id).await {
         tracing::warn!(error = %e, "websocket refused: the broker cannot route completions here");
         let _ = sink
@@ -148,7 +167,7 @@ async fn serve(socket: WebSocket, caller: Caller, state: AppState) {
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = command(&text, &member, settings.max_subscriptions);
+                    let reply = command(&text, &member, &state.functions, settings.max_subscriptions);
                     let text = serde_json::to_string(&reply).unwrap_or_default();
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         break None;
@@ -179,7 +198,7 @@ fn close(code: u16, reason: &'static str) -> Message {
     }))
 }
 
-fn command(text: &str, member: &hub::Member, max: usize) -> Reply {
+fn command(text: &str, member: &hub::Member, known: &HashSet<FunctionName>, max: usize) -> Reply {
     let command: Command = match serde_json::from_str(text) {
         Ok(c) => c,
         Err(e) => {
@@ -196,6 +215,14 @@ fn command(text: &str, member: &hub::Member, max: usize) -> Reply {
         .unwrap_or_else(|p| p.into_inner());
     match command {
         Command::Subscribe { jobs, functions } => {
+            if let Some(unknown) = functions
+                .iter()
+                .find(|f| FunctionName::parse(f).map_or(true, |f| !known.contains(&f)))
+            {
+                return Reply::Error {
+                    detail: format!("no function named {unknown:?} is served here"),
+                };
+            }
             if subscriptions.len() + jobs.len() + functions.len() > max {
                 return Reply::Error {
                     detail: format!("at most {max} subscriptions per connection"),

@@ -21,7 +21,8 @@ pub async fn follow(
     let mut delay = Duration::from_millis(200);
     loop {
         let stream = async {
-            let mut client = ExternalScalerClient::connect(address.clone()).await?;
+            let connect = ExternalScalerClient::connect(address.clone());
+            let mut client = tokio::time::timeout(Duration::from_secs(5), connect).await??;
             let request = ScaledObjectRef {
                 name: format!("surge-{function}"),
                 namespace: "local".into(),
@@ -40,6 +41,11 @@ pub async fn follow(
             result = stream => if let Err(e) = result {
                 tracing::debug!(%function, error = %e, "push stream down; polling only until it is back");
             },
+        }
+        // Without the stream, its last word must not keep the function active: polling alone
+        // decides until it is back.
+        if tx.send(false).await.is_err() {
+            return;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

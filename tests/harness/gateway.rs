@@ -75,6 +75,8 @@ impl TestAppBuilder {
             .await
             .expect("bind the gateway");
         let mut idps = Vec::new();
+        // A provider restarted by a test signs with a new key at once.
+        settings.identity.key_refresh_min_ms = 100;
         if self.identity {
             let callback = format!("http://{}/callback", listener.local_addr().expect("addr"));
             for (tenant, path) in [("a", "realm-a"), ("b", "realm-b")] {
@@ -244,6 +246,35 @@ impl TestApp {
     }
 
     /// Reads a JSON body after checking the status.
+    /// A problem+json answer with this status and a non-empty `detail`; returns its body.
+    pub async fn expect_problem(response: Response, status: StatusCode) -> Value {
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or_default()),
+            Some("application/problem+json")
+        );
+        let body = Self::expect_json(response, status).await;
+        assert_eq!(body["status"], status.as_u16());
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+        body
+    }
+
+    /// `SELECT count(*) FROM <from_where>` in the test's database.
+    pub async fn count(&self, from_where: &str) -> i64 {
+        // Test code with literal table names from the tests themselves.
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {from_where}"
+        )))
+        .fetch_one(&self.db.pool)
+        .await
+        .expect("count")
+    }
+
     pub async fn expect_json(response: Response, status: StatusCode) -> Value {
         let got = response.status();
         let text = response.text().await.expect("body");

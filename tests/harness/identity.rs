@@ -171,6 +171,16 @@ impl Browser {
         panic!("the login did not reach the callback in 20 hops");
     }
 
+    /// The provider's redirect to the callback (not yet opened); anything else fails the test.
+    pub async fn callback_url(&self, start: &str, user: &str) -> Url {
+        match self.to_callback(start, user).await {
+            Landing::Callback(url) => url,
+            Landing::Page(page) => {
+                panic!("expected a redirect to the callback, got {}", page.status())
+            }
+        }
+    }
+
     /// The whole login: through the provider and the gateway's callback; the callback's
     /// answer.
     pub async fn login(&self, start: &str, user: &str) -> Response {

@@ -16,7 +16,8 @@ try {
   await page.fill('input[name=login]', login);
   await page.fill('input[name=password]', 'any password');
   await page.click('button[type=submit]');
-  await page.waitForLoadState();
+  // The login form is gone once the provider has moved on (to consent, or to the callback).
+  await page.waitForSelector('input[name=login]', { state: 'detached' });
   if (!page.url().includes('/callback')) {
     await page.click('button[type=submit]'); // consent
   }

@@ -5,20 +5,7 @@ use serde_json::{Value, json};
 use surge_tests::TestApp;
 
 async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(
-        response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap()),
-        Some("application/problem+json")
-    );
-    let body = TestApp::expect_json(response, status).await;
-    assert_eq!(body["status"], status.as_u16());
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{body}"
-    );
-    body
+    TestApp::expect_problem(response, status).await
 }
 
 #[tokio::test]
@@ -57,10 +44,7 @@ async fn a_body_that_is_not_json_is_400() {
         .unwrap();
     let body = problem(response, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["type"], "urn:surge:problem:invalid-json");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM job")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let count = app.count("job").await;
     assert_eq!(count, 0, "a rejected request is not a job");
 }
 

@@ -145,10 +145,7 @@ async fn a_batch_is_accepted_whole_or_refused_whole() {
             .contains("com.example.unknown"),
         "{problem}"
     );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM job")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let count = app.count("job").await;
     assert_eq!(count, 2, "nothing of the refused batch was accepted");
 }
 

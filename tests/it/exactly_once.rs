@@ -16,7 +16,7 @@ async fn a_job_whose_worker_is_killed_completes_on_another_process_exactly_once(
     let request = app
         .request(Method::POST, "/jobs/sleep")
         .header("prefer", "wait=60")
-        .json(&json!({"ms": 1500}))
+        .json(&json!({"ms": 5000}))
         .send();
     let caller = tokio::spawn(request);
 
@@ -33,6 +33,9 @@ async fn a_job_whose_worker_is_killed_completes_on_another_process_exactly_once(
     let _second = app
         .start_function("sleep", &[("SURGE_FUNCTION__CONCURRENCY", "1")])
         .await;
+    // Still mid-job when it dies (the second worker's start must not outlast the sleep).
+    assert_eq!(app.job_state(&id).await.as_deref(), Some("running"));
+    assert_eq!(app.sleep_runs(&id).await, 0);
     first.sigkill();
 
     let response = caller.await.unwrap().unwrap();

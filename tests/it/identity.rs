@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use surge_tests::{Browser, Landing, TestApp, TestAppBuilder, eventually, idp_dir, log_dir};
+use surge_tests::{Browser, TestApp, TestAppBuilder, eventually, idp_dir, log_dir};
 use url::Url;
 
 async fn identity_app() -> TestApp {
@@ -31,7 +31,7 @@ async fn me(app: &TestApp, credential: &str) -> (StatusCode, Value) {
 }
 
 async fn problem_type(response: reqwest::Response, status: StatusCode) -> String {
-    let body = TestApp::expect_json(response, status).await;
+    let body = TestApp::expect_problem(response, status).await;
     body["type"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -204,10 +204,7 @@ async fn a_login_starts_with_pkce_state_nonce_and_a_locked_down_cookie() {
     for p in ["state", "nonce", "code_challenge"] {
         assert!(q[p].len() >= 16, "{p} is random and long");
     }
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM login_flow")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let stored = app.count("login_flow").await;
     assert_eq!(stored, 1);
 }
 
@@ -215,12 +212,9 @@ async fn a_login_starts_with_pkce_state_nonce_and_a_locked_down_cookie() {
 async fn a_forged_replayed_or_foreign_callback_is_refused() {
     let app = identity_app().await;
     let browser = Browser::new();
-    let Landing::Callback(callback) = browser
-        .to_callback(&app.url("/token?tenant=a"), "alice")
-        .await
-    else {
-        panic!("the provider redirects to the callback")
-    };
+    let callback = browser
+        .callback_url(&app.url("/token?tenant=a"), "alice")
+        .await;
 
     // Wrong state: refused, and the real login is untouched.
     let mut forged = callback.clone();
@@ -260,12 +254,9 @@ async fn a_forged_replayed_or_foreign_callback_is_refused() {
     );
 
     // A complete login, then the same callback replayed: refused.
-    let Landing::Callback(callback) = browser
-        .to_callback(&app.url("/token?tenant=a"), "alice")
-        .await
-    else {
-        panic!("callback")
-    };
+    let callback = browser
+        .callback_url(&app.url("/token?tenant=a"), "alice")
+        .await;
     let ok = browser.client.get(callback.clone()).send().await.unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
     let replay = browser.client.get(callback).send().await.unwrap();
@@ -273,10 +264,7 @@ async fn a_forged_replayed_or_foreign_callback_is_refused() {
         problem_type(replay, StatusCode::BAD_REQUEST).await,
         "urn:surge:problem:login-failed"
     );
-    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM auth")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let keys = app.count("auth").await;
     assert_eq!(keys, 1, "only the one genuine login issued a key");
 }
 
@@ -292,18 +280,12 @@ async fn a_response_from_the_other_tenants_provider_is_refused_mix_up() {
     let app = identity_app().await;
     let browser = Browser::new();
     for send_iss in [true, false] {
-        let Landing::Callback(at_a) = browser
-            .to_callback(&app.url("/token?tenant=a"), "alice")
-            .await
-        else {
-            panic!("callback a")
-        };
-        let Landing::Callback(at_b) = browser
-            .to_callback(&app.url("/token?tenant=b"), "alice")
-            .await
-        else {
-            panic!("callback b")
-        };
+        let at_a = browser
+            .callback_url(&app.url("/token?tenant=a"), "alice")
+            .await;
+        let at_b = browser
+            .callback_url(&app.url("/token?tenant=b"), "alice")
+            .await;
         assert_eq!(
             param(&at_b, "iss"),
             app.idps[1].issuer,
@@ -333,10 +315,7 @@ async fn a_response_from_the_other_tenants_provider_is_refused_mix_up() {
             assert!(detail.contains("refused the code"), "{detail}");
         }
     }
-    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM auth")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let keys = app.count("auth").await;
     assert_eq!(keys, 0);
 }
 
@@ -352,10 +331,7 @@ async fn unverified_emails_unknown_tenants_and_a_down_provider_get_clear_errors(
         body["detail"].as_str().unwrap().contains("not verified"),
         "{body}"
     );
-    let entities: i64 = sqlx::query_scalar("SELECT count(*) FROM entity WHERE tenant = 'a'")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let entities = app.count("entity WHERE tenant = 'a'").await;
     assert_eq!(entities, 0);
 
     let got = app
@@ -488,17 +464,13 @@ async fn keys_can_be_rotated_re_timed_expire_and_be_revoked() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    let started = std::time::Instant::now();
+    // Within about a second (the key cache's lifetime), on this replica as on any other.
     eventually(
         "the revoked key is refused",
-        Duration::from_secs(3),
+        Duration::from_millis(1500),
         || async { (me(&app, &key).await.0 == StatusCode::UNAUTHORIZED).then_some(()) },
     )
     .await;
-    assert!(
-        started.elapsed() <= Duration::from_millis(1500),
-        "within about a second"
-    );
 
     let nothing = app
         .request(Method::PUT, "/token")
@@ -523,12 +495,11 @@ async fn id_tokens_are_bearer_credentials_only_where_the_tenant_allows_it() {
 
     // A forged signature, a changed payload: refused.
     let parts: Vec<&str> = id_token.split('.').collect();
-    let bad_signature = format!(
-        "{}.{}.{}",
-        parts[0],
-        parts[1],
-        &parts[2][..parts[2].len() - 4]
-    );
+    // One character of the signature changed (still base64url of the same length).
+    let mut signature = parts[2].to_owned().into_bytes();
+    signature[10] = if signature[10] == b'A' { b'B' } else { b'A' };
+    let signature = String::from_utf8(signature).unwrap();
+    let bad_signature = format!("{}.{}.{signature}", parts[0], parts[1]);
     assert_eq!(me(&app, &bad_signature).await.0, StatusCode::UNAUTHORIZED);
     use base64::Engine as _;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -553,8 +524,7 @@ async fn new_signing_keys_at_the_provider_are_fetched_when_a_token_names_one() {
     let mut app = identity_app().await;
     assert!(app.login_key("a", "alice").await.starts_with("surge_"));
     app.idps[0].restart().await;
-    // Past the minimum interval between key fetches (10 s), so the unknown kid triggers one.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // The harness lowers identity.key_refresh_min_ms, so the unknown kid triggers a fetch.
     let a = app.login_json("/login?tenant=a", "bob").await;
     assert_eq!(
         me(&app, a["id_token"].as_str().unwrap()).await.0,
@@ -631,12 +601,9 @@ async fn no_secret_or_token_reaches_the_logs() {
 
     let app = identity_app().await;
     let browser = Browser::new();
-    let Landing::Callback(callback) = browser
-        .to_callback(&app.url("/login?tenant=b"), "alice")
-        .await
-    else {
-        panic!("callback")
-    };
+    let callback = browser
+        .callback_url(&app.url("/login?tenant=b"), "alice")
+        .await;
     let issued = browser.client.get(callback.clone()).send().await.unwrap();
     let issued = TestApp::expect_json(issued, StatusCode::OK).await;
     let key = app.login_json("/token?tenant=a", "bob").await;

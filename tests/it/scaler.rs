@@ -51,10 +51,7 @@ async fn a_published_job_pushes_active_to_keda_without_waiting_for_a_poll() {
         .await
         .unwrap()
         .into_inner();
-    assert!(
-        !stream.message().await.unwrap().unwrap().result,
-        "idle at first"
-    );
+    assert!(!next_push(&mut stream).await, "idle at first");
     assert!(
         !client
             .is_active(object("sleep"))
@@ -97,11 +94,11 @@ async fn metrics_count_queued_and_in_flight_jobs_and_go_idle_only_when_both_are_
         .await
         .unwrap()
         .into_inner();
-    assert!(!stream.message().await.unwrap().unwrap().result);
+    assert!(!next_push(&mut stream).await);
     for _ in 0..2 {
         app.submit_async("sleep", &json!({"ms": 6000})).await;
     }
-    assert!(stream.message().await.unwrap().unwrap().result);
+    assert!(next_push(&mut stream).await);
     // One job checked out (unacknowledged) and one ready: both count, as KEDA's http protocol
     // counts them (the broker's statistics lag by a few seconds).
     eventually(
@@ -116,10 +113,7 @@ async fn metrics_count_queued_and_in_flight_jobs_and_go_idle_only_when_both_are_
     // Still active while the last job runs; inactive once nothing is queued or in flight.
     let idle = tokio::time::timeout(Duration::from_secs(40), stream.message()).await;
     assert!(!idle.expect("idle in time").unwrap().unwrap().result);
-    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM job WHERE state = 'succeeded'")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let done = app.count("job WHERE state = 'succeeded'").await;
     assert_eq!(done, 2, "inactive was pushed only after both jobs finished");
 }
 
@@ -139,4 +133,16 @@ async fn a_trigger_without_a_known_function_is_refused() {
     let missing = client.is_active(no_metadata).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::InvalidArgument);
     assert!(missing.message().contains("function"));
+}
+
+/// The stream's next `IsActive` value; a push that does not come fails the test, not hangs it.
+async fn next_push(
+    stream: &mut tonic::Streaming<surge_gateway::scaler::proto::IsActiveResponse>,
+) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a push within 10 s")
+        .expect("stream")
+        .expect("open")
+        .result
 }

@@ -155,6 +155,15 @@ async fn each_entity_receives_its_own_completions_and_no_one_elses() {
     // Bad commands get an error, not a closed connection.
     let error = subscribe(&mut ann_ws, json!({"type": "watch"})).await;
     assert_eq!(error["type"], "error");
+    let unknown = subscribe(
+        &mut ann_ws,
+        json!({"type": "subscribe", "functions": ["nope"]}),
+    )
+    .await;
+    assert_eq!(
+        unknown["type"], "error",
+        "only functions served here: {unknown}"
+    );
     let ack = subscribe(
         &mut ann_ws,
         json!({"type": "unsubscribe", "functions": ["echo"]}),

@@ -65,15 +65,19 @@ for _ in $(seq 300); do
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   sleep 0.2
 done
-health=$(curl -fsS "http://127.0.0.1:$port/healthz")
-ready=$(curl -fsS "http://127.0.0.1:$port/readyz")
+passed=0
+fail() { say "$1"; tail -n 20 target/image-smoke-gateway.log >&2 || true; exit 1; }
+health=$(curl -fsS "http://127.0.0.1:$port/healthz") || fail "the image's gateway does not answer /healthz"
+ready=$(curl -fsS "http://127.0.0.1:$port/readyz") || fail "the image's gateway is not ready"
 say "healthz: $health; readyz: $ready"
+passed=$((passed + 1))
 # The function binaries start in the image too (their libraries are there): a bad setting is
 # refused with the message that names it.
 for b in surge-echo surge-sleep; do
   out=$(buildah run --isolation chroot --env SURGE_FUNCTION__CONCURRENCY=0 "$ctr" -- "/usr/local/bin/$b" 2>&1 || true)
   grep -q "function.concurrency must be at least 1" <<<"$out" || { say "$b did not start in the image: $out"; exit 1; }
+  passed=$((passed + 1))
 done
 cleanup
 trap - EXIT
-echo "image: 3 passed, 0 failed"
+echo "image: $passed passed, 0 failed"

@@ -32,6 +32,8 @@ for _ in $(seq 60); do
   curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null && break
   sleep 0.5
 done
+curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null \
+  || { say "RabbitMQ's management API does not answer on 127.0.0.1:15672"; exit 1; }
 
 # --- Python packages for the manifest checks and the CloudEvents interop client (pinned) ---
 if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate, cloudevents.core' >/dev/null 2>&1; then

@@ -61,6 +61,11 @@ for _ in $(seq 100); do
   curl -fsS "http://$SURGE_HTTP__ADDR/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
+if ! curl -fsS "http://$SURGE_HTTP__ADDR/readyz" >/dev/null 2>&1; then
+  echo "the gateway is not ready after 10 s; the end of $state/logs/gateway.log:" >&2
+  tail -n 20 "$state/logs/gateway.log" >&2
+  exit 1
+fi
 cat >&2 <<MSG
 
 Surge is up on http://$SURGE_HTTP__ADDR  (logs in $state/logs/)
@@ -76,6 +81,7 @@ Log in (users alice = admin, bob, carol = unverified; any password) and get an A
 
 Scaler status as JSON: http://127.0.0.1:9091/status     Ctrl-C stops everything.
 MSG
+# Time to read the above before the scaler's live table takes the terminal.
 sleep 2
 # The local scaler in the foreground: its live view is what `just up` shows.
 "$bin/surge" scaler --manifests keda/base --bin-dir "$bin" --push "http://$SURGE_SCALER__ADDR" \

@@ -35,6 +35,11 @@ pub struct Delivered<'a> {
 /// trusted producer published the event straight to the broker. A finished job is returned
 /// untouched, so its stored answer can be republished.
 pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::Error> {
+    // A gateway's job exists already: claim it without sending its input to Postgres again
+    // (up to the body limit, per delivery). Only a job seen for the first time is inserted.
+    if let Some(job) = claim_recorded(pool, d).await? {
+        return Ok(job);
+    }
     sqlx::query_as!(
         JobRecord,
         r#"
@@ -61,6 +66,35 @@ pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::
         d.trace_parent,
     )
     .fetch_one(pool)
+    .await
+}
+
+/// The claim of a job that is already recorded (served by the `(event_source, event_id)`
+/// unique index); `None` when there is none.
+async fn claim_recorded(
+    pool: &PgPool,
+    d: &Delivered<'_>,
+) -> Result<Option<JobRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        JobRecord,
+        r#"
+        UPDATE job SET
+            state      = CASE WHEN state IN ('queued', 'running')
+                              THEN 'running'::job_state ELSE state END,
+            attempts   = CASE WHEN state IN ('queued', 'running')
+                              THEN attempts + 1 ELSE attempts END,
+            started_at = CASE WHEN state IN ('queued', 'running')
+                              THEN now() ELSE started_at END,
+            updated_at = now()
+        WHERE event_source = $1 AND event_id = $2
+        RETURNING id AS "id: JobId", state AS "state: JobState", attempts, result, error,
+                  finished_at, owner_id,
+                  (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
+        "#,
+        d.event_source,
+        d.event_id,
+    )
+    .fetch_optional(pool)
     .await
 }
 

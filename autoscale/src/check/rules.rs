@@ -12,9 +12,6 @@ pub(super) const POOL: &str = "SURGE_DATABASE__MAX_CONNECTIONS";
 pub(super) const TIMEOUT: &str = "SURGE_FUNCTION__TIMEOUT_MS";
 pub(super) const GRACE: &str = "SURGE_FUNCTION__GRACE_PERIOD_MS";
 pub(super) const CONCURRENCY: &str = "SURGE_FUNCTION__CONCURRENCY";
-/// The runtime's defaults when the Deployment does not set them (see the README).
-const DEFAULT_TIMEOUT_MS: u64 = 60_000;
-const DEFAULT_GRACE_MS: u64 = 30_000;
 
 /// Σ(maxReplicaCount × pool) + gateway maxReplicas × pool against Postgres' limit.
 pub(super) fn connection_budget(input: &CheckInput) -> Option<Finding> {
@@ -99,8 +96,8 @@ fn env_numbers(f: &FunctionScaling) -> Vec<Finding> {
 }
 
 fn termination_grace(f: &FunctionScaling) -> Vec<Finding> {
-    let timeout = env_u64(f, TIMEOUT).unwrap_or(DEFAULT_TIMEOUT_MS);
-    let grace = env_u64(f, GRACE).unwrap_or(DEFAULT_GRACE_MS);
+    let timeout = f.timeout_ms();
+    let grace = f.grace_ms();
     let k8s = show_secs(f.termination_grace);
     let killed = "a job still running when the pod is stopped is killed mid-run and runs again";
     let cut = "Kubernetes kills the pod before the runtime's drain ends, and its jobs run again";
@@ -144,7 +141,7 @@ fn cooldown(f: &FunctionScaling) -> Option<Finding> {
     let (typical, source) = match f.typical_job {
         Some(t) => (t, "annotation surge.dev/typical-job-seconds".to_owned()),
         None => {
-            let timeout = env_u64(f, TIMEOUT).unwrap_or(DEFAULT_TIMEOUT_MS);
+            let timeout = f.timeout_ms();
             let source = format!("{TIMEOUT} {timeout} / 10");
             (Duration::from_millis(timeout / 10), source)
         }

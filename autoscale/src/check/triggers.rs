@@ -102,7 +102,7 @@ pub(super) fn value(f: &FunctionScaling) -> Option<Finding> {
             "set value on ScaledObject {} to the jobs one replica should carry, e.g. \
              \"{}\" ({CONCURRENCY})",
             f.name,
-            f.env.get(CONCURRENCY).map_or("1", String::as_str)
+            f.concurrency()
         ),
     ))
 }

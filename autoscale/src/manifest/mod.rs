@@ -69,6 +69,39 @@ pub struct FunctionScaling {
     pub scale_down: Behavior,
 }
 
+/// The runtime's defaults for the settings a Deployment may leave out
+/// (`surge_runtime::settings::FunctionSettings::default`; a test keeps them equal).
+pub const RUNTIME_CONCURRENCY: u32 = 8;
+pub const RUNTIME_TIMEOUT_MS: u64 = 60_000;
+pub const RUNTIME_GRACE_MS: u64 = 30_000;
+
+impl FunctionScaling {
+    fn env_number(&self, key: &str) -> Option<u64> {
+        self.env.get(key).and_then(|v| v.parse().ok())
+    }
+
+    /// Jobs one replica runs at once (`SURGE_FUNCTION__CONCURRENCY`, else the runtime's).
+    pub fn concurrency(&self) -> u32 {
+        self.env_number("SURGE_FUNCTION__CONCURRENCY")
+            .and_then(|c| u32::try_from(c).ok())
+            .filter(|c| *c > 0)
+            .unwrap_or(RUNTIME_CONCURRENCY)
+    }
+
+    /// How long a handler may run (`SURGE_FUNCTION__TIMEOUT_MS`, else the runtime's).
+    pub fn timeout_ms(&self) -> u64 {
+        self.env_number("SURGE_FUNCTION__TIMEOUT_MS")
+            .unwrap_or(RUNTIME_TIMEOUT_MS)
+    }
+
+    /// How long a stopping replica lets jobs finish (`SURGE_FUNCTION__GRACE_PERIOD_MS`, else
+    /// the runtime's).
+    pub fn grace_ms(&self) -> u64 {
+        self.env_number("SURGE_FUNCTION__GRACE_PERIOD_MS")
+            .unwrap_or(RUNTIME_GRACE_MS)
+    }
+}
+
 /// One direction of the HPA's scaling behaviour.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Behavior {
@@ -277,4 +310,15 @@ fn read_documents(path: &Path) -> Result<Vec<Value>, ManifestError> {
         }
     }
     Ok(docs)
+}
+
+#[cfg(test)]
+mod runtime_defaults {
+    #[test]
+    fn the_defaults_assumed_here_are_the_runtimes() {
+        let runtime = surge_runtime::settings::FunctionSettings::default();
+        assert_eq!(u32::from(runtime.concurrency), super::RUNTIME_CONCURRENCY);
+        assert_eq!(runtime.timeout_ms, super::RUNTIME_TIMEOUT_MS);
+        assert_eq!(runtime.grace_period_ms, super::RUNTIME_GRACE_MS);
+    }
 }

@@ -51,11 +51,7 @@ impl<'a> Engine<'a> {
             (true, some) => some,
         };
         // The runtime gives up on in-flight jobs after its own grace, Kubernetes after its.
-        let runtime_grace = spec
-            .env
-            .get("SURGE_FUNCTION__GRACE_PERIOD_MS")
-            .and_then(|ms| ms.parse().ok())
-            .map_or(Duration::MAX, Duration::from_millis);
+        let runtime_grace = Duration::from_millis(spec.grace_ms());
         Self {
             scenario,
             scaler: Scaler::new(&spec),

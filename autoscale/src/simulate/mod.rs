@@ -76,16 +76,10 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// A variant with the defaults: concurrency from the Deployment's
-    /// `SURGE_FUNCTION__CONCURRENCY` (else 1), a 2 s start delay, push on when the
-    /// ScaledObject has an external-push trigger.
+    /// A variant with the defaults: the Deployment's concurrency (else the runtime's), a
+    /// 2 s start delay, push on when the ScaledObject has an external-push trigger.
     pub fn new(name: impl Into<String>, scaling: FunctionScaling) -> Self {
-        let concurrency = scaling
-            .env
-            .get("SURGE_FUNCTION__CONCURRENCY")
-            .and_then(|c| c.parse::<u32>().ok())
-            .filter(|c| *c > 0)
-            .unwrap_or(1);
+        let concurrency = scaling.concurrency();
         Self {
             name: name.into(),
             push: scaling.external_push.is_some(),

@@ -90,7 +90,11 @@ fn a_shorter_cooldown_costs_fewer_replica_seconds() {
 #[test]
 fn a_variant_takes_concurrency_from_the_deployment_env_and_push_from_its_triggers() {
     let mut scaling = FunctionScaling::example();
-    assert_eq!(Variant::new("a", scaling.clone()).concurrency, 1);
+    // Without the setting, the runtime's own default (not 1, which undercounted capacity).
+    assert_eq!(
+        Variant::new("a", scaling.clone()).concurrency,
+        crate::manifest::RUNTIME_CONCURRENCY
+    );
     assert!(!Variant::new("a", scaling.clone()).push);
     scaling
         .env

@@ -171,6 +171,21 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `POST /jobs/{function}` answered synchronously (200): the finished job.
+    pub async fn call(&self, function: &str, body: &Value) -> Value {
+        Self::expect_json(self.post_job(function, body).await, StatusCode::OK).await
+    }
+
+    /// A Surge with the external scaler on, polling depths every `poll_ms`.
+    pub async fn with_scaler(poll_ms: u64) -> Self {
+        TestAppBuilder {
+            scaler_poll_ms: Some(poll_ms),
+            ..Default::default()
+        }
+        .spawn()
+        .await
+    }
+
     /// Logs `user` in to `tenant` through its provider in a fresh browser and returns the
     /// callback's answer (`/token?…` mints an API key: `access_token`).
     pub async fn login_json(&self, path_and_query: &str, user: &str) -> Value {

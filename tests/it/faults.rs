@@ -25,11 +25,7 @@ async fn a_poison_job_is_dead_after_its_attempts_and_other_jobs_are_unaffected()
     let fine = async {
         let mut ok = 0;
         for i in 0..5 {
-            let job = TestApp::expect_json(
-                app.post_job("sleep", &json!({"ms": i})).await,
-                StatusCode::OK,
-            )
-            .await;
+            let job = app.call("sleep", &json!({"ms": i})).await;
             ok += i64::from(job["state"] == "succeeded");
         }
         ok
@@ -116,7 +112,7 @@ async fn a_malformed_message_is_dead_lettered_with_its_reason_and_the_function_k
     assert!(reasons[0].contains("time"), "{reasons:?}");
     assert!(reasons[1].contains("not a CloudEvent"), "{reasons:?}");
 
-    let job = TestApp::expect_json(app.post_job("sleep", &json!({})).await, StatusCode::OK).await;
+    let job = app.call("sleep", &json!({})).await;
     assert_eq!(job["state"], "succeeded", "the function is still consuming");
     sleep.sigterm();
     assert!(sleep.wait(Duration::from_secs(10)).await.success());
@@ -156,7 +152,7 @@ async fn sigterm_lets_in_flight_work_finish_and_exits_0() {
 async fn gateway_and_function_reconnect_after_the_broker_closes_their_connections() {
     let mut app = TestApp::spawn().await;
     let _echo = app.start_function("echo", &[]).await;
-    TestApp::expect_json(app.post_job("echo", &json!("before")).await, StatusCode::OK).await;
+    app.call("echo", &json!("before")).await;
 
     let closed = tokio::task::spawn_blocking({
         let prefix = app.prefix.clone();
@@ -190,8 +186,7 @@ async fn gateway_and_function_reconnect_after_the_broker_closes_their_connection
         },
     )
     .await;
-    let job =
-        TestApp::expect_json(app.post_job("echo", &json!("after")).await, StatusCode::OK).await;
+    let job = app.call("echo", &json!("after")).await;
     assert_eq!(job["result"], "after");
 }
 
@@ -199,7 +194,7 @@ async fn gateway_and_function_reconnect_after_the_broker_closes_their_connection
 async fn jobs_succeed_after_the_database_drops_every_connection() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
-    TestApp::expect_json(app.post_job("sleep", &json!({})).await, StatusCode::OK).await;
+    app.call("sleep", &json!({})).await;
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
@@ -212,11 +207,7 @@ async fn jobs_succeed_after_the_database_drops_every_connection() {
         "the gateway's and the function's connections were cut ({killed})"
     );
     for i in 0..3 {
-        let job = TestApp::expect_json(
-            app.post_job("sleep", &json!({"ms": i})).await,
-            StatusCode::OK,
-        )
-        .await;
+        let job = app.call("sleep", &json!({"ms": i})).await;
         assert_eq!(job["state"], "succeeded");
     }
 }

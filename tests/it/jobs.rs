@@ -27,7 +27,7 @@ async fn a_sync_call_returns_the_functions_result() {
 async fn times_are_utc_rfc_3339_with_z() {
     let mut app = TestApp::spawn().await;
     let _echo = app.start_function("echo", &[]).await;
-    let job = TestApp::expect_json(app.post_job("echo", &json!(1)).await, StatusCode::OK).await;
+    let job = app.call("echo", &json!(1)).await;
     for field in ["created_at", "finished_at"] {
         let t = job[field].as_str().unwrap();
         assert!(t.ends_with('Z'), "{field} = {t}");
@@ -107,7 +107,7 @@ async fn the_job_list_pages_through_the_callers_jobs_newest_first() {
     let _echo = app.start_function("echo", &[]).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let job = TestApp::expect_json(app.post_job("echo", &json!(i)).await, StatusCode::OK).await;
+        let job = app.call("echo", &json!(i)).await;
         ids.push(job["id"].as_str().unwrap().to_owned());
     }
     ids.reverse();
@@ -137,11 +137,7 @@ async fn the_job_list_pages_through_the_callers_jobs_newest_first() {
 async fn a_permanent_failure_is_answered_with_its_problem() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
-    let job = TestApp::expect_json(
-        app.post_job("sleep", &json!({"fail": "permanent"})).await,
-        StatusCode::OK,
-    )
-    .await;
+    let job = app.call("sleep", &json!({"fail": "permanent"})).await;
     assert_eq!(job["state"], "failed");
     assert_eq!(job["error"]["type"], "urn:surge:problem:job-failed");
     assert_eq!(job["attempts"], 1);
@@ -153,11 +149,7 @@ async fn a_permanent_failure_is_answered_with_its_problem() {
 async fn input_of_the_wrong_shape_fails_the_job_without_retrying() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
-    let job = TestApp::expect_json(
-        app.post_job("sleep", &json!({"ms": "soon"})).await,
-        StatusCode::OK,
-    )
-    .await;
+    let job = app.call("sleep", &json!({"ms": "soon"})).await;
     assert_eq!(job["state"], "failed");
     assert_eq!(job["error"]["type"], "urn:surge:problem:job-invalid-input");
     assert_eq!(job["attempts"], 1);

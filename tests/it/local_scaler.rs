@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use surge_tests::{FunctionProcess, TestAppBuilder, eventually};
+use surge_tests::{FunctionProcess, TestApp, eventually};
 
 const JOBS: usize = 9;
 
@@ -18,12 +18,7 @@ async fn status(client: &reqwest::Client, url: &str) -> Option<Value> {
 
 #[tokio::test]
 async fn a_burst_scales_sleep_from_zero_to_its_max_and_back_with_every_job_run_once() {
-    let app = TestAppBuilder {
-        scaler_poll_ms: Some(200),
-        ..Default::default()
-    }
-    .spawn()
-    .await;
+    let app = TestApp::with_scaler(200).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use surge_gateway::scaler::proto::external_scaler_client::ExternalScalerClient;
 use surge_gateway::scaler::proto::{GetMetricsRequest, ScaledObjectRef};
-use surge_tests::{TestApp, TestAppBuilder, eventually};
+use surge_tests::{TestApp, eventually};
 use tonic::transport::Channel;
 
 fn object(function: &str) -> ScaledObjectRef {
@@ -39,12 +39,7 @@ async fn metric(client: &mut ExternalScalerClient<Channel>, function: &str) -> i
 #[tokio::test]
 async fn a_published_job_pushes_active_to_keda_without_waiting_for_a_poll() {
     // Depths are never polled here: only the push can report the new job.
-    let app = TestAppBuilder {
-        scaler_poll_ms: Some(3_600_000),
-        ..Default::default()
-    }
-    .spawn()
-    .await;
+    let app = TestApp::with_scaler(3_600_000).await;
     let mut client = keda(&app).await;
     let mut stream = client
         .stream_is_active(object("sleep"))
@@ -79,12 +74,7 @@ async fn a_published_job_pushes_active_to_keda_without_waiting_for_a_poll() {
 
 #[tokio::test]
 async fn metrics_count_queued_and_in_flight_jobs_and_go_idle_only_when_both_are_done() {
-    let mut app = TestAppBuilder {
-        scaler_poll_ms: Some(200),
-        ..Default::default()
-    }
-    .spawn()
-    .await;
+    let mut app = TestApp::with_scaler(200).await;
     let _sleep = app
         .start_function("sleep", &[("SURGE_FUNCTION__CONCURRENCY", "1")])
         .await;
@@ -119,12 +109,7 @@ async fn metrics_count_queued_and_in_flight_jobs_and_go_idle_only_when_both_are_
 
 #[tokio::test]
 async fn a_trigger_without_a_known_function_is_refused() {
-    let app = TestAppBuilder {
-        scaler_poll_ms: Some(1_000),
-        ..Default::default()
-    }
-    .spawn()
-    .await;
+    let app = TestApp::with_scaler(1_000).await;
     let mut client = keda(&app).await;
     let unknown = client.is_active(object("nope")).await.unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);

@@ -24,6 +24,13 @@ async fn next_completion(consumer: &mut lapin::Consumer) -> Event {
     surge_contract::binding::decode(&delivery.properties, &delivery.data).unwrap()
 }
 
+/// Publishes the encoded event to the jobs exchange as a trusted producer does.
+async fn send(probe: &BrokerProbe, exchange: &str, message: &surge_contract::binding::AmqpMessage) {
+    probe
+        .publish(exchange, "sleep", message.properties.clone(), &message.body)
+        .await;
+}
+
 async fn job_record(app: &TestApp, id: &str) -> (Option<uuid::Uuid>, i32, i64) {
     sqlx::query_as(
         "SELECT owner_id, attempts, (SELECT count(*) FROM sleep_run r WHERE r.job_id = job.id) \
@@ -43,24 +50,10 @@ async fn a_redelivered_finished_job_is_answered_from_its_record_not_rerun() {
     let message = surge_contract::binding::encode(order_event("order-7")).unwrap();
     let exchange = format!("{}surge.jobs", app.prefix);
 
-    probe
-        .publish(
-            &exchange,
-            "sleep",
-            message.properties.clone(),
-            &message.body,
-        )
-        .await;
+    send(&probe, &exchange, &message).await;
     let first = next_completion(&mut completions).await;
     assert_eq!(first.ty(), "dev.surge.fn.sleep.completed");
-    probe
-        .publish(
-            &exchange,
-            "sleep",
-            message.properties.clone(),
-            &message.body,
-        )
-        .await;
+    send(&probe, &exchange, &message).await;
     let again = next_completion(&mut completions).await;
 
     assert_eq!(first.id(), again.id(), "the same completion, republished");

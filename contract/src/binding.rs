@@ -58,6 +58,19 @@ pub struct AmqpMessage {
     pub body: Vec<u8>,
 }
 
+impl AmqpMessage {
+    /// Stamps the job id as `message_id` and `correlation_id`: what a reply is matched by.
+    pub fn with_job_id(mut self, id: &crate::job::JobId) -> Self {
+        // A UUID always fits a short string.
+        let id = lapin::types::ShortString::from(id.to_string());
+        self.properties = self
+            .properties
+            .with_message_id(id.clone())
+            .with_correlation_id(id);
+        self
+    }
+}
+
 /// Encodes `event` in binary content mode.
 pub fn encode(event: Event) -> Result<AmqpMessage, BindingError> {
     Ok(event.deserialize_binary(BinaryEncoder::default())?)

@@ -5,7 +5,6 @@
 use chrono::Utc;
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
 use lapin::Channel;
-use lapin::types::ShortString;
 use surge_contract::binding;
 use surge_contract::broker::{PublishError, publish_confirmed};
 use surge_contract::job::{FunctionName, completion_routing_key, completion_type, ext};
@@ -36,17 +35,9 @@ pub async fn publish(
     let event = build(function, request, job)?;
     let entity = job.owner_id.map(|id| id.to_string());
     let key = completion_routing_key(job.tenant.as_deref(), entity.as_deref(), function, outcome);
-    let message = binding::encode(event).map_err(|e| PublishError::Encode(e.to_string()))?;
-    let mut properties = message.properties.clone();
-    if let Ok(id) = ShortString::try_new(job.id.to_string()) {
-        properties = properties
-            .with_message_id(id.clone())
-            .with_correlation_id(id);
-    }
-    let message = binding::AmqpMessage {
-        properties,
-        body: message.body,
-    };
+    let message = binding::encode(event)
+        .map_err(|e| PublishError::Encode(e.to_string()))?
+        .with_job_id(&job.id);
     let exchange = topology.events_exchange();
     let to_events = publish_confirmed(channel, &exchange, &key, &message, false, timeout);
     match reply_to {

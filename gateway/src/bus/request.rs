@@ -48,18 +48,10 @@ pub fn job_message(request: JobRequest<'_>) -> Result<AmqpMessage, RequestError>
     if let Some(queue) = request.reply_to {
         builder = builder.extension(ext::REPLY_TO, queue);
     }
-    let message = binding::encode(builder.build()?)?;
-    // A UUID always fits a short string; the reply queue name was declared as one.
-    let id = ShortString::from(id);
-    let mut properties = message
-        .properties
-        .with_message_id(id.clone())
-        .with_correlation_id(id);
+    let mut message = binding::encode(builder.build()?)?.with_job_id(&request.id);
     if let Some(queue) = request.reply_to {
-        properties = properties.with_reply_to(ShortString::from(queue));
+        // The reply queue name was declared as a short string.
+        message.properties = message.properties.with_reply_to(ShortString::from(queue));
     }
-    Ok(AmqpMessage {
-        properties,
-        body: message.body,
-    })
+    Ok(message)
 }

@@ -63,5 +63,5 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 if [ "${SURGE_SETUP_SQLX:-0}" = 1 ] && ! command -v sqlx >/dev/null 2>&1; then
   say "installing sqlx-cli (about 2 minutes, once)"
-  cargo install sqlx-cli --no-default-features --features postgres,rustls
+  cargo install sqlx-cli --version 0.9.0 --no-default-features --features postgres,rustls
 fi

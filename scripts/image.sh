@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=${1:-surge:dev}
-bins=(surge surge-echo surge-sleep)
+bins=(surge surge-echo surge-sleep surge-settings)
 say() { echo "image: $*" >&2; }
 buildah() { command buildah --storage-driver vfs "$@"; }
 
@@ -73,7 +73,7 @@ say "healthz: $health; readyz: $ready"
 passed=$((passed + 1))
 # The function binaries start in the image too (their libraries are there): a bad setting is
 # refused with the message that names it.
-for b in surge-echo surge-sleep; do
+for b in surge-echo surge-sleep surge-settings; do
   out=$(buildah run --isolation chroot --env SURGE_FUNCTION__CONCURRENCY=0 "$ctr" -- "/usr/local/bin/$b" 2>&1 || true)
   grep -q "function.concurrency must be at least 1" <<<"$out" || { say "$b did not start in the image: $out"; exit 1; }
   passed=$((passed + 1))

@@ -207,6 +207,12 @@ pub fn entity_binding_key(tenant: &str, entity: &str) -> String {
     format!("{}.{}.*.*", word(Some(tenant)), word(Some(entity)))
 }
 
+/// The binding that routes every successful completion of one function, whoever owns the job:
+/// `*.*.<function>.completed` (gateways follow the `settings` function's this way).
+pub fn function_completions_key(function: &FunctionName) -> String {
+    format!("*.*.{function}.{}", Outcome::Completed.as_str())
+}
+
 /// One word of a topic key: a dot inside a tenant would shift every word after it. A
 /// consumer comparing a key's words with a tenant must compare with `topic_word(tenant)`.
 pub fn topic_word(tenant: &str) -> String {

@@ -16,6 +16,8 @@ pub mod link;
 pub mod problem;
 /// Database migrations and the schema check every process runs at start.
 pub mod schema;
+/// Server settings: the `/settings` API and the `settings` function's wire format.
+pub mod setting;
 /// Settings shared by every binary: database, broker, job limits; and how they are loaded.
 pub mod settings;
 /// SIGTERM / Ctrl-C into a cancellation token.

@@ -71,6 +71,14 @@ pub mod types {
     pub const LOGIN_FAILED: &str = "urn:surge:problem:login-failed";
     /// A tenant's identity provider cannot be reached or answered nonsense.
     pub const PROVIDER_UNAVAILABLE: &str = "urn:surge:problem:provider-unavailable";
+    /// A write's precondition (`If-Match`) names a version that is no longer current.
+    pub const PRECONDITION_FAILED: &str = "urn:surge:problem:precondition-failed";
+    /// A write that could lose another's update came without `If-Match`.
+    pub const PRECONDITION_REQUIRED: &str = "urn:surge:problem:precondition-required";
+    /// The resource exists already (creating a setting twice).
+    pub const CONFLICT: &str = "urn:surge:problem:conflict";
+    /// A setting's name or value is not acceptable (`detail` says why).
+    pub const INVALID_SETTING: &str = "urn:surge:problem:invalid-setting";
     /// A handler reported a permanent failure.
     pub const JOB_FAILED: &str = "urn:surge:problem:job-failed";
     /// The handler's input did not match the function's input type.

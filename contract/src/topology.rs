@@ -179,6 +179,19 @@ impl Topology {
             .await
     }
 
+    /// Routes every successful completion of `function` to a gateway replica's reply queue
+    /// (`settings`: each is a change every replica applies).
+    pub async fn bind_function_completions(
+        &self,
+        channel: &Channel,
+        reply_queue: &str,
+        function: &FunctionName,
+    ) -> Result<(), TopologyError> {
+        let key = crate::job::function_completions_key(function);
+        self.bind(channel, reply_queue, &self.events_exchange(), &key)
+            .await
+    }
+
     /// Undoes `bind_entity`.
     pub async fn unbind_entity(
         &self,

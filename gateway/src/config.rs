@@ -112,6 +112,9 @@ pub struct HttpSettings {
     pub max_waiters: usize,
     /// Page size limit of `GET /jobs`.
     pub max_page_size: i64,
+    /// How often server settings are reloaded even without a change event (a safety net:
+    /// changes normally reach every replica at once through `surge.events`).
+    pub settings_refresh_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -123,6 +126,7 @@ impl Default for HttpSettings {
             max_wait_ms: 120_000,
             max_waiters: 10_000,
             max_page_size: 100,
+            settings_refresh_ms: 30_000,
         }
     }
 }
@@ -231,8 +235,21 @@ impl GatewaySettings {
                     .into(),
             );
         }
+        if self
+            .functions
+            .iter()
+            .any(|f| f.as_str() == surge_contract::setting::FUNCTION)
+        {
+            return Err(format!(
+                "functions lists {0:?}, which is reserved: the gateway always serves it, writes go through /settings (remove it from SURGE_FUNCTIONS)",
+                surge_contract::setting::FUNCTION
+            ));
+        }
         if self.http.max_waiters == 0 {
             return Err("http.max_waiters must be at least 1".into());
+        }
+        if self.http.settings_refresh_ms == 0 {
+            return Err("http.settings_refresh_ms must be at least 1".into());
         }
         if self.http.max_page_size < 1 {
             return Err("http.max_page_size must be at least 1".into());

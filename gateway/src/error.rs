@@ -37,6 +37,12 @@ pub enum ApiError {
     LoginFailed(String),
     #[error("{0}")]
     ProviderUnavailable(String),
+    #[error("{0}")]
+    PreconditionRequired(String),
+    /// A function's own problem document (the `settings` function's 409, 412, 422), answered
+    /// with its status as it is.
+    #[error("{}", .0.detail.as_deref().unwrap_or(&.0.title))]
+    Function(Box<Problem>),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -94,6 +100,13 @@ impl ApiError {
                 types::PROVIDER_UNAVAILABLE,
                 "Identity provider unavailable",
             ),
+            Self::PreconditionRequired(_) => (
+                StatusCode::PRECONDITION_REQUIRED,
+                types::PRECONDITION_REQUIRED,
+                "Precondition required",
+            ),
+            // Rendered from the document itself (`into_response`); these are the fallbacks.
+            Self::Function(_) => (StatusCode::BAD_GATEWAY, types::JOB_FAILED, "Job failed"),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 types::INTERNAL,
@@ -117,6 +130,14 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Self::Function(problem) = &self {
+            let status = problem
+                .status
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .filter(|s| s.is_client_error())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            return problem_response(status, problem, &self);
+        }
         let (status, kind, title) = self.parts();
         let detail = match &self {
             Self::Internal(e) => {

@@ -22,6 +22,8 @@ pub mod identity;
 pub mod routes;
 /// KEDA's external push scaler over gRPC.
 pub mod scaler;
+/// Every replica's copy of the server settings.
+pub mod settings_cache;
 /// Building and running the application.
 pub mod startup;
 /// The state handlers share.

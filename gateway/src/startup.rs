@@ -27,6 +27,7 @@ use crate::identity::Tenants;
 use crate::routes;
 use crate::scaler::proto::external_scaler_server::ExternalScalerServer;
 use crate::scaler::{Activity, ManagementApi, ScalerService};
+use crate::settings_cache::SettingsCache;
 use crate::state::AppState;
 use crate::store;
 
@@ -98,16 +99,26 @@ impl Application {
             },
         };
         let topology = Topology::new(settings.broker.prefix.clone(), settings.jobs.max_attempts);
+        // Every function the gateway publishes to: the configured ones and `settings`.
+        let mut deployed = settings.functions.clone();
+        deployed.push(surge_contract::setting::function());
+        let settings_changed = Arc::new(tokio::sync::Notify::new());
+        let settings_cache = Arc::new(SettingsCache::new(pool.clone(), settings_changed.clone()));
+        settings_cache
+            .reload()
+            .await
+            .context("cannot read the server settings")?;
         // The link outlives the HTTP server: in-flight requests still publish while draining.
         let bus_stop = CancellationToken::new();
         let (bus, bus_task) = Bus::start(
             &settings.broker,
             topology.clone(),
-            settings.functions.clone(),
+            deployed.clone(),
             settings.http.max_waiters,
+            settings_changed,
             bus_stop.clone(),
         );
-        let activity = Activity::new(&settings.functions, settings.scaler.publish_hold());
+        let activity = Activity::new(&deployed, settings.scaler.publish_hold());
         let scaler = match settings.scaler.addr {
             Some(addr) => Some(
                 start_scaler(
@@ -130,9 +141,17 @@ impl Application {
             ws: Arc::new(settings.ws.clone()),
             ws_tasks: tokio_util::task::TaskTracker::new(),
             functions: Arc::new(settings.functions.iter().cloned().collect::<HashSet<_>>()),
+            settings: settings_cache.clone(),
             http: Arc::new(settings.http.clone()),
             shutdown,
         };
+        state.auth.limiter.apply(settings_cache.rate_limit());
+        let auth = state.auth.clone();
+        tokio::spawn(settings_cache.follow(
+            Duration::from_millis(settings.http.settings_refresh_ms),
+            state.shutdown.clone(),
+            move |cache| auth.limiter.apply(cache.rate_limit()),
+        ));
         // Idle entities are forgotten by the rate limiter every few seconds.
         let sweep = (state.auth.clone(), state.shutdown.clone());
         tokio::spawn(async move {
@@ -248,6 +267,7 @@ fn router(state: AppState, body_limit: usize) -> Router {
         .merge(routes::events::router())
         .merge(routes::tokens::router())
         .merge(routes::login::router())
+        .merge(routes::settings::router())
         .merge(crate::ws::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {

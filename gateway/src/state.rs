@@ -12,6 +12,7 @@ use crate::bus::Bus;
 use crate::config::HttpSettings;
 use crate::identity::Tenants;
 use crate::scaler::Activity;
+use crate::settings_cache::SettingsCache;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -22,10 +23,22 @@ pub struct AppState {
     pub ws: Arc<crate::ws::WsSettings>,
     /// Websocket connections, awaited at shutdown (axum's graceful shutdown does not).
     pub ws_tasks: tokio_util::task::TaskTracker,
+    /// The functions clients may call (never the reserved `settings`).
     pub functions: Arc<HashSet<FunctionName>>,
+    /// Server settings as last loaded.
+    pub settings: Arc<SettingsCache>,
     pub http: Arc<HttpSettings>,
     /// Which functions have work; the jobs route marks each publish for the push scaler.
     pub activity: Arc<Activity>,
     /// Cancelled when the gateway begins to shut down: waiting callers get their 202.
     pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Reloads the settings and puts what they say in force (the rate limit).
+    pub async fn reload_settings(&self) -> Result<(), sqlx::Error> {
+        self.settings.reload().await?;
+        self.auth.limiter.apply(self.settings.rate_limit());
+        Ok(())
+    }
 }

@@ -29,6 +29,8 @@ pub struct TestAppBuilder {
     pub identity: bool,
     /// Per-entity `(per_second, burst)`; off unless set, so busy tests are never limited.
     pub rate_limit: Option<(u32, u32)>,
+    /// The development key (`TEST_API_KEY`) is an admin.
+    pub dev_admin: bool,
 }
 
 impl Default for TestAppBuilder {
@@ -40,6 +42,7 @@ impl Default for TestAppBuilder {
             body_limit_bytes: 64 * 1024,
             identity: false,
             rate_limit: None,
+            dev_admin: false,
         }
     }
 }
@@ -63,6 +66,9 @@ impl TestAppBuilder {
         settings.limits.per_second = per_second;
         settings.limits.burst = burst;
         settings.dev.api_key = Some(SecretString::from(TEST_API_KEY));
+        settings.dev.admin = self.dev_admin;
+        // Settings changes must reach every replica through their events, not a timer.
+        settings.http.settings_refresh_ms = 3_600_000;
         if let Some(poll) = self.scaler_poll_ms {
             settings.scaler.addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
             settings.scaler.management_url = Some(SecretString::from(crate::management_url()));
@@ -427,6 +433,46 @@ impl TestApp {
     }
 }
 
+/// A second gateway replica of a test's Surge (same database and broker prefix); stopped
+/// when dropped.
+pub struct Replica {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Replica {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    /// Starts another gateway replica with this test's settings, as a second pod would be.
+    pub async fn spawn_replica(&self) -> Replica {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind a replica");
+        let shutdown = CancellationToken::new();
+        let app = Application::build_on(listener, self.settings.clone(), shutdown.clone())
+            .await
+            .expect("build a replica");
+        let addr = app.local_addr().expect("local addr");
+        let bus = app.state().bus.clone();
+        tokio::spawn(app.run_until_stopped());
+        assert!(
+            bus.wait_connected(Duration::from_secs(10)).await,
+            "replica broker link up"
+        );
+        Replica { addr, shutdown }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -436,6 +482,7 @@ impl Drop for TestApp {
             .functions
             .iter()
             .map(|f| f.to_string())
+            .chain([surge_contract::setting::FUNCTION.to_owned()])
             .collect();
         crate::block_on_thread(async move {
             let probe = BrokerProbe::connect().await;

@@ -11,7 +11,7 @@ mod identity;
 pub use broker::{BrokerProbe, close_connections_named};
 pub use database::TestDatabase;
 pub use function::{FunctionProcess, bin_dir, log_dir};
-pub use gateway::{TEST_API_KEY, TestApp, TestAppBuilder};
+pub use gateway::{Replica, TEST_API_KEY, TestApp, TestAppBuilder};
 pub use identity::{Browser, IdentityProvider, Landing, idp_dir};
 
 use std::future::Future;

@@ -15,6 +15,7 @@ mod jobs;
 mod local_scaler;
 mod scaler;
 mod schema;
+mod settings;
 mod trace;
 mod trusted_producer;
 mod ws;

@@ -10,14 +10,16 @@ use surge_tests::{TestApp, eventually, management_url};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects with the key in `X-API-Key`, or as a browser must, in the subprotocol list.
 async fn connect(app: &TestApp, key: &str, as_browser: bool) -> Socket {
-    let mut request = format!("ws://{}/ws", app.addr)
-        .into_client_request()
-        .unwrap();
+    connect_to(app.addr, key, as_browser).await
+}
+
+pub(crate) async fn connect_to(addr: std::net::SocketAddr, key: &str, as_browser: bool) -> Socket {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
     let headers = request.headers_mut();
     if as_browser {
         headers.insert(
@@ -40,7 +42,7 @@ async fn connect(app: &TestApp, key: &str, as_browser: bool) -> Socket {
     socket
 }
 
-async fn next_json(socket: &mut Socket) -> Value {
+pub(crate) async fn next_json(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
             .await
@@ -53,7 +55,7 @@ async fn next_json(socket: &mut Socket) -> Value {
     }
 }
 
-async fn subscribe(socket: &mut Socket, command: Value) -> Value {
+pub(crate) async fn subscribe(socket: &mut Socket, command: Value) -> Value {
     socket
         .send(Message::Text(command.to_string().into()))
         .await

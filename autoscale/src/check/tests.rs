@@ -330,7 +330,7 @@ fn the_keda_base_has_no_errors_with_a_thousand_connections() {
     let functions = manifest::load_dir(Path::new(base)).unwrap();
     let findings = check(&CheckInput {
         functions,
-        known_functions: vec!["echo".to_owned(), "sleep".to_owned()],
+        known_functions: ["echo", "sleep", "settings"].map(String::from).to_vec(),
         postgres_max_connections: 1000,
         gateway_replicas_max: 10,
         gateway_pool: 10,

@@ -50,10 +50,10 @@ fn load_one(name: &str, scaled_object: &str) -> Result<Vec<FunctionScaling>, Man
 }
 
 #[test]
-fn the_keda_base_yields_echo_and_sleep_with_their_settings() {
+fn the_keda_base_yields_every_function_with_its_settings() {
     let all = load_dir(Path::new(BASE)).unwrap();
     let names: Vec<_> = all.iter().map(|f| f.function.as_str()).collect();
-    assert_eq!(names, ["echo", "sleep"]);
+    assert_eq!(names, ["echo", "settings", "sleep"]);
     let echo = &all[0];
     assert_eq!(echo.name, "surge-echo");
     assert_eq!(echo.queue_name, "fn.echo");
@@ -78,7 +78,7 @@ fn the_keda_base_yields_echo_and_sleep_with_their_settings() {
         echo.scale_down.policies,
         [Policy::new(PolicyKind::Percent, 50, 30)]
     );
-    let sleep = &all[1];
+    let sleep = &all[2];
     assert_eq!(
         sleep.scale_down.policies,
         [Policy::new(PolicyKind::Pods, 1, 60)]

@@ -27,6 +27,7 @@ pub trait Function: Send + Sync + 'static {
 pub struct JobContext<'a> {
     pub(crate) job_id: JobId,
     pub(crate) attempt: i32,
+    pub(crate) owner: Option<uuid::Uuid>,
     pub(crate) tx: &'a mut PgConnection,
 }
 
@@ -38,6 +39,12 @@ impl JobContext<'_> {
     /// 1 on the first run, counting every run that started (including crashed ones).
     pub fn attempt(&self) -> i32 {
         self.attempt
+    }
+
+    /// The entity that submitted the job through the gateway (stamped by the gateway, never
+    /// by a client); `None` for a job a trusted producer published straight to the broker.
+    pub fn owner(&self) -> Option<uuid::Uuid> {
+        self.owner
     }
 
     /// The job's transaction: writes here commit with the job's result, or not at all.
@@ -56,11 +63,20 @@ pub enum HandlerError {
     /// Will fail the same way every time (bad input, a business rule): the job is `failed` now.
     #[error("{detail}")]
     Permanent { title: String, detail: String },
+    /// A permanent failure the function describes itself: its problem document (type,
+    /// status, detail, extensions) becomes the job's error as it is, so the gateway can
+    /// answer with that status (a `412` of the `settings` function, say).
+    #[error("{}", .0.detail.as_deref().unwrap_or(&.0.title))]
+    Rejected(Box<surge_contract::problem::Problem>),
 }
 
 impl HandlerError {
     pub fn retryable(reason: impl std::fmt::Display) -> Self {
         Self::Retryable(reason.to_string())
+    }
+
+    pub fn rejected(problem: surge_contract::problem::Problem) -> Self {
+        Self::Rejected(Box::new(problem))
     }
 
     pub fn permanent(title: impl Into<String>, detail: impl Into<String>) -> Self {

@@ -195,6 +195,7 @@ impl<F: Function> Worker<F> {
         let mut ctx = JobContext {
             job_id: job.id,
             attempt: job.attempts,
+            owner: job.owner_id,
             tx: &mut tx,
         };
         let run = AssertUnwindSafe(self.function.handle(input, &mut ctx)).catch_unwind();
@@ -218,6 +219,10 @@ impl<F: Function> Worker<F> {
                 drop(tx);
                 let problem = Problem::new(types::JOB_FAILED, title).with_detail(detail);
                 return self.finish_with(job, JobState::Failed, problem).await;
+            }
+            Err(HandlerError::Rejected(problem)) => {
+                drop(tx);
+                return self.finish_with(job, JobState::Failed, *problem).await;
             }
             Err(HandlerError::Retryable(reason)) => {
                 drop(tx);

@@ -49,96 +49,161 @@ pub struct Limited {
     pub per_second: u32,
 }
 
+/// A policy: sustained requests per second and burst; `per_second == 0` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
 #[derive(Debug)]
 pub struct EntityLimiter {
-    /// Replaced by a new, empty limiter when full of recent callers.
-    limiter: Option<RwLock<Keyed>>,
-    quota: Option<Quota>,
-    settings: LimitSettings,
+    /// The limiter of the policy in force; `None` while limiting is off. Replaced by a new,
+    /// empty limiter when full of recent callers or when the policy changes.
+    active: RwLock<Option<Active>>,
+    /// `limits.*` from configuration: in force while no `rate_limit` setting exists.
+    configured: Policy,
+    max_tracked: usize,
     checks: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Active {
+    limiter: Keyed,
+    quota: Quota,
+    policy: Policy,
 }
 
 const CAP_CHECK_EVERY: u64 = 64;
 
-fn keyed(quota: Quota) -> Keyed {
-    RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>()
+impl Active {
+    fn new(policy: Policy) -> Option<Self> {
+        let rate = NonZeroU32::new(policy.per_second)?;
+        let burst = NonZeroU32::new(policy.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        Some(Self {
+            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            quota,
+            policy,
+        })
+    }
+
+    fn limited(&self, not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Limited {
+        Limited {
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            burst: self.policy.burst,
+            per_second: self.policy.per_second,
+        }
+    }
 }
 
 impl EntityLimiter {
     pub fn new(settings: &LimitSettings) -> Self {
-        let quota = NonZeroU32::new(settings.per_second).map(|rate| {
-            let burst = NonZeroU32::new(settings.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-            Quota::per_second(rate).allow_burst(burst)
-        });
+        let configured = Policy {
+            per_second: settings.per_second,
+            burst: settings.burst,
+        };
         Self {
-            limiter: quota.map(|q| RwLock::new(keyed(q))),
-            quota,
-            settings: settings.clone(),
+            active: RwLock::new(Active::new(configured)),
+            configured,
+            max_tracked: settings.max_tracked,
             checks: AtomicU64::new(0),
         }
     }
 
+    /// Puts `policy` (the `rate_limit` setting) in force, or the configured one when `None`.
+    /// A change starts every entity afresh; the same policy again changes nothing.
+    pub fn apply(&self, policy: Option<Policy>) {
+        let policy = policy.unwrap_or(self.configured);
+        let mut active = self.active.write().unwrap_or_else(|p| p.into_inner());
+        let current = active.as_ref().map(|a| a.policy);
+        let off = policy.per_second == 0;
+        if current == Some(policy) || (off && current.is_none()) {
+            return;
+        }
+        tracing::info!(
+            per_second = policy.per_second,
+            burst = policy.burst,
+            "rate limit policy changed"
+        );
+        *active = Active::new(policy);
+    }
+
+    /// The policy in force (`None` when limiting is off).
+    pub fn policy(&self) -> Option<Policy> {
+        let active = self.active.read().unwrap_or_else(|p| p.into_inner());
+        active.as_ref().map(|a| a.policy)
+    }
+
     /// Counts one request of `entity`.
     pub fn check(&self, entity: Uuid) -> Result<(), Limited> {
-        let (Some(lock), Some(quota)) = (&self.limiter, self.quota) else {
-            return Ok(());
-        };
         // Counting the tracked entities visits every shard of the map: do it every so often,
         // not on every request (the cap may be overshot by at most that many entities).
         let due = self
             .checks
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(CAP_CHECK_EVERY);
-        if due && lock.read().unwrap_or_else(|p| p.into_inner()).len() >= self.settings.max_tracked
-        {
-            let mut limiter = lock.write().unwrap_or_else(|p| p.into_inner());
-            limiter.retain_recent();
-            if limiter.len() >= self.settings.max_tracked {
-                // Still full of recent callers: forget them all rather than grow.
-                *limiter = keyed(quota);
-            }
+        if due {
+            self.bound();
         }
-        let limiter = lock.read().unwrap_or_else(|p| p.into_inner());
-        match limiter.check_key(&entity) {
+        let active = self.active.read().unwrap_or_else(|p| p.into_inner());
+        let Some(active) = active.as_ref() else {
+            return Ok(());
+        };
+        match active.limiter.check_key(&entity) {
             Ok(_) => Ok(()),
-            Err(not_until) => Err(self.limited(&not_until)),
+            Err(not_until) => Err(active.limited(&not_until)),
+        }
+    }
+
+    /// Keeps the tracked entities under `max_tracked`.
+    fn bound(&self) {
+        let full = self
+            .active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|a| a.limiter.len() >= self.max_tracked);
+        if !full {
+            return;
+        }
+        let mut active = self.active.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = active.as_mut() {
+            a.limiter.retain_recent();
+            if a.limiter.len() >= self.max_tracked {
+                // Still full of recent callers: forget them all rather than grow.
+                a.limiter =
+                    RateLimiter::keyed(a.quota).with_middleware::<StateInformationMiddleware>();
+            }
         }
     }
 
     /// Counts `n` more units of `entity` at once (the events of a batch beyond the request
     /// itself). A batch larger than the burst can never pass: that is a bad request.
     pub fn check_more(&self, entity: Uuid, n: usize) -> Result<(), ApiError> {
-        let (Some(lock), Some(n)) = (
-            &self.limiter,
-            NonZeroU32::new(n.try_into().unwrap_or(u32::MAX)),
-        ) else {
+        let Some(n) = NonZeroU32::new(n.try_into().unwrap_or(u32::MAX)) else {
             return Ok(());
         };
-        let limiter = lock.read().unwrap_or_else(|p| p.into_inner());
-        match limiter.check_key_n(&entity, n) {
+        let active = self.active.read().unwrap_or_else(|p| p.into_inner());
+        let Some(active) = active.as_ref() else {
+            return Ok(());
+        };
+        match active.limiter.check_key_n(&entity, n) {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(not_until)) => Err(ApiError::RateLimited(self.limited(&not_until))),
+            Ok(Err(not_until)) => Err(ApiError::RateLimited(active.limited(&not_until))),
             Err(_) => Err(ApiError::BadRequest(format!(
-                "a batch may hold at most {} events (limits.burst)",
-                self.settings.burst
+                "a batch may hold at most {} events (the rate limit's burst)",
+                active.policy.burst
             ))),
-        }
-    }
-
-    fn limited(&self, not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Limited {
-        Limited {
-            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            burst: self.settings.burst,
-            per_second: self.settings.per_second,
         }
     }
 
     /// Forgets entities whose state is back to full (idle); called periodically.
     pub fn sweep(&self) {
-        if let Some(lock) = &self.limiter {
-            let limiter = lock.read().unwrap_or_else(|p| p.into_inner());
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+        let active = self.active.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = active.as_ref() {
+            a.limiter.retain_recent();
+            a.limiter.shrink_to_fit();
         }
     }
 }
@@ -195,6 +260,34 @@ mod tests {
     }
 
     #[test]
+    fn a_new_policy_takes_over_and_none_restores_the_configured_one() {
+        let limiter = EntityLimiter::new(&LimitSettings {
+            per_second: 0,
+            burst: 1,
+            max_tracked: 10,
+        });
+        let a = Uuid::now_v7();
+        assert!(
+            (0..10).all(|_| limiter.check(a).is_ok()),
+            "off as configured"
+        );
+        let strict = Policy {
+            per_second: 1,
+            burst: 2,
+        };
+        limiter.apply(Some(strict));
+        assert_eq!(limiter.policy(), Some(strict));
+        assert!(limiter.check(a).is_ok() && limiter.check(a).is_ok());
+        let limited = limiter.check(a).unwrap_err();
+        assert_eq!((limited.per_second, limited.burst), (1, 2));
+        limiter.apply(Some(strict));
+        assert!(limiter.check(a).is_err(), "the same policy keeps the state");
+        limiter.apply(None);
+        assert_eq!(limiter.policy(), None);
+        assert!((0..10).all(|_| limiter.check(a).is_ok()), "back to off");
+    }
+
+    #[test]
     fn the_tracked_set_is_bounded() {
         let limiter = EntityLimiter::new(&LimitSettings {
             per_second: 1,
@@ -204,7 +297,14 @@ mod tests {
         for _ in 0..500 {
             let _ = limiter.check(Uuid::now_v7());
         }
-        let tracked = limiter.limiter.as_ref().unwrap().read().unwrap().len();
+        let tracked = limiter
+            .active
+            .read()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .limiter
+            .len();
         assert!(tracked <= 5 + CAP_CHECK_EVERY as usize, "{tracked}");
     }
 }

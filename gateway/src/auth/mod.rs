@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 pub use cache::TtlCache;
 pub use dev_key::DevKey;
-pub use limit::{EntityLimiter, LimitSettings, Limited};
+pub use limit::{EntityLimiter, LimitSettings, Limited, Policy};
 
 use crate::error::ApiError;
 use crate::identity::{Tenants, account};

@@ -13,6 +13,7 @@ use surge_contract::binding::{self, AmqpMessage};
 use surge_contract::broker::{PublishError, publish_confirmed};
 use surge_contract::job::{FunctionName, JobId};
 use surge_contract::link::{Link, LinkHandler};
+use surge_contract::setting;
 use surge_contract::settings::BrokerSettings;
 use surge_contract::topology::Topology;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +58,8 @@ struct Replies {
     hub: Arc<Hub>,
     /// Compared with every delivery's exchange: named once.
     events_exchange: String,
+    /// Told of every server-settings change (the settings cache reloads).
+    settings_changed: Arc<tokio::sync::Notify>,
 }
 
 impl PublishJobError {
@@ -77,6 +80,7 @@ impl Bus {
         topology: Topology,
         functions: Vec<FunctionName>,
         max_waiters: usize,
+        settings_changed: Arc<tokio::sync::Notify>,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let replica = uuid::Uuid::new_v4().simple().to_string();
@@ -91,6 +95,7 @@ impl Bus {
             waiters: Arc::clone(&waiters),
             hub: hub.clone(),
             events_exchange: topology.events_exchange(),
+            settings_changed,
         });
         let (link, task) = Link::start(settings.clone(), name, handler, shutdown);
         let bus = Self {
@@ -217,6 +222,12 @@ impl LinkHandler for Replies {
             .topology
             .declare_reply_queue(publish, &self.replica)
             .await?;
+        // Settings changes, whoever made them: every replica reloads its copy.
+        self.topology
+            .bind_function_completions(publish, &reply_queue, &setting::function())
+            .await?;
+        // Changes missed while disconnected.
+        self.settings_changed.notify_one();
         // Completions of the entities with websocket connections here (after a reconnect).
         for (tenant, entity) in self.hub.entities() {
             self.topology
@@ -273,6 +284,10 @@ impl Replies {
         else {
             return;
         };
+        if function == setting::FUNCTION {
+            self.settings_change(delivery, words.next());
+            return;
+        }
         let Ok(entity) = entity.parse() else {
             return;
         };
@@ -306,4 +321,48 @@ impl Replies {
             json: Arc::from(json),
         });
     }
+
+    /// A `settings` completion: a change to apply (reload) and to show the `/ws`
+    /// subscribers of `settings`, as a `dev.surge.settings.changed` event that names the
+    /// setting but not who changed it. A refused write (`.failed`) changed nothing.
+    fn settings_change(&self, delivery: &lapin::message::Delivery, outcome: Option<&str>) {
+        if outcome != Some(surge_contract::job::Outcome::Completed.as_str()) {
+            return;
+        }
+        self.settings_changed.notify_one();
+        if !self.hub.wants_function(setting::FUNCTION) {
+            return;
+        }
+        let json = binding::decode(&delivery.properties, &delivery.data)
+            .map_err(|e| e.to_string())
+            .and_then(|completion| change_event(&completion))
+            .and_then(|event| binding::structured_json(event).map_err(|e| e.to_string()));
+        match json {
+            Ok(json) => {
+                self.hub.broadcast(setting::FUNCTION, Arc::from(json));
+            }
+            Err(e) => tracing::warn!(error = %e, "a settings change could not be pushed"),
+        }
+    }
+}
+
+/// The `/ws` event of a settings change, from the `settings` job's completion: id = the job
+/// id (clients can deduplicate), subject = the setting's name, data = what changed.
+fn change_event(completion: &cloudevents::Event) -> Result<cloudevents::Event, String> {
+    use cloudevents::{AttributesReader as _, EventBuilder as _};
+    let data = binding::json_data(completion).map_err(|e| e.to_string())?;
+    let changed: setting::Changed =
+        serde_json::from_value(data).map_err(|e| format!("not a settings change: {e}"))?;
+    cloudevents::EventBuilderV10::new()
+        .id(completion.id())
+        .source(setting::CHANGED_SOURCE)
+        .ty(setting::CHANGED_TYPE)
+        .subject(changed.name.clone())
+        .time(changed.updated_at)
+        .data(
+            "application/json",
+            serde_json::to_value(&changed).map_err(|e| e.to_string())?,
+        )
+        .build()
+        .map_err(|e| e.to_string())
 }

@@ -44,7 +44,13 @@ pub async fn run(args: &CheckArgs, settings: &GatewaySettings) -> anyhow::Result
     };
     let input = CheckInput {
         functions,
-        known_functions: settings.functions.iter().map(ToString::to_string).collect(),
+        // The configured functions and the reserved `settings`, which the gateway always serves.
+        known_functions: settings
+            .functions
+            .iter()
+            .map(ToString::to_string)
+            .chain([surge_contract::setting::FUNCTION.to_owned()])
+            .collect(),
         postgres_max_connections: max_connections,
         gateway_replicas_max: args.gateway_replicas,
         gateway_pool: settings.database.max_connections,

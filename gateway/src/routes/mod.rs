@@ -8,6 +8,8 @@ pub mod health;
 pub mod jobs;
 /// `GET /login`, `GET /callback`, `GET /me`: logging in through a tenant's provider.
 pub mod login;
+/// `GET /settings`, `POST·PUT·DELETE /settings[/{name}]`: server settings.
+pub mod settings;
 /// `GET·POST·PUT /token`, `GET /tokens`, `DELETE /token/{id}`: the caller's API keys.
 pub mod tokens;
 /// The API's JSON documents.

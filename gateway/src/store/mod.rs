@@ -5,3 +5,4 @@ pub mod auth;
 pub mod entities;
 pub mod flows;
 pub mod jobs;
+pub mod settings;

@@ -53,6 +53,18 @@ struct Connection {
 }
 
 impl Connection {
+    /// Queues one message; a full queue means the client reads too slowly: it is told to go.
+    fn offer(&self, json: Arc<str>) -> bool {
+        match self.queue.try_send(json) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.too_slow.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
     fn wanted(&self, job: Option<Uuid>, function: &str) -> bool {
         self.subscriptions
             .lock()
@@ -178,6 +190,28 @@ impl Hub {
         })
     }
 
+    /// Whether any connection here subscribed to `function` (whatever its entity).
+    pub fn wants_function(&self, function: &str) -> bool {
+        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        entities
+            .values()
+            .flat_map(|c| c.values())
+            .any(|c| c.wanted(None, function))
+    }
+
+    /// Hands an event meant for everyone (a settings change) to every connection subscribed
+    /// to `function`, of any entity and tenant; returns how many got it.
+    pub fn broadcast(&self, function: &str, json: Arc<str>) -> usize {
+        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sent = 0;
+        for connection in entities.values().flat_map(|c| c.values()) {
+            if connection.wanted(None, function) {
+                sent += usize::from(connection.offer(json.clone()));
+            }
+        }
+        sent
+    }
+
     /// Hands a completion to the connections of its entity that subscribed to it; returns
     /// how many got it. Only the entity's own connections in the same tenant are considered.
     pub fn dispatch(&self, push: &Push) -> usize {
@@ -193,11 +227,7 @@ impl Hub {
             if !connection.wanted(push.job, &push.function) {
                 continue;
             }
-            match connection.queue.try_send(push.json.clone()) {
-                Ok(()) => sent += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => connection.too_slow.cancel(),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+            sent += usize::from(connection.offer(push.json.clone()));
         }
         sent
     }

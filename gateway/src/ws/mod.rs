@@ -217,6 +217,7 @@ fn command(text: &str, member: &hub::Member, known: &HashSet<FunctionName>, max:
         Command::Subscribe { jobs, functions } => {
             if let Some(unknown) = functions
                 .iter()
+                .filter(|f| f.as_str() != surge_contract::setting::FUNCTION)
                 .find(|f| FunctionName::parse(f).map_or(true, |f| !known.contains(&f)))
             {
                 return Reply::Error {

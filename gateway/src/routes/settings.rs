@@ -1,0 +1,348 @@
+//! `/settings`: server settings. Every authenticated caller reads them (from this replica's
+//! cache); admins write them, and each write is a job of the `settings` function, answered
+//! synchronously: `POST` creates, `PUT` replaces and `DELETE` removes, the last two only with
+//! `If-Match` (the `ETag` the writer read, or `*`), so two admins editing the same setting
+//! cannot silently overwrite each other — the later one gets `412`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use surge_contract::job::JobState;
+use surge_contract::problem::Problem;
+use surge_contract::setting::{self, Change, Changed};
+
+use crate::accept::{Accepted, Submission, accept, wait};
+use crate::auth::{Admin, Caller};
+use crate::error::ApiError;
+use crate::routes::jobs::{accepted, idempotency_key};
+use crate::routes::views::JobView;
+use crate::state::AppState;
+use crate::store::settings::SettingRow;
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/settings", get(list).post(create))
+        .route("/settings/{name}", get(show).put(replace).delete(remove))
+}
+
+/// One setting. Its `ETag` is `"<version>"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SettingView {
+    pub name: String,
+    pub value: Value,
+    pub version: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every setting, by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SettingList {
+    pub settings: Vec<SettingView>,
+}
+
+/// `POST /settings`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSetting {
+    pub name: String,
+    pub value: Value,
+}
+
+/// `PUT /settings/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingValue {
+    pub value: Value,
+}
+
+impl From<SettingRow> for SettingView {
+    fn from(row: SettingRow) -> Self {
+        Self {
+            name: row.name,
+            value: row.value,
+            version: row.version,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl From<Changed> for SettingView {
+    fn from(changed: Changed) -> Self {
+        Self {
+            name: changed.name,
+            value: changed.value,
+            version: changed.version,
+            updated_at: changed.updated_at,
+        }
+    }
+}
+
+/// `GET /settings`.
+async fn list(State(state): State<AppState>, _caller: Caller) -> Json<SettingList> {
+    let settings = state
+        .settings
+        .all()
+        .iter()
+        .cloned()
+        .map(SettingView::from)
+        .collect();
+    Json(SettingList { settings })
+}
+
+/// `GET /settings/{name}`.
+async fn show(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = state
+        .settings
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("no setting {name}")))?;
+    Ok(with_etag(StatusCode::OK, row.into()))
+}
+
+/// `POST /settings`.
+async fn create(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    headers: HeaderMap,
+    body: Result<Json<NewSetting>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(json_error)?;
+    check(&body.name, Some(&body.value))?;
+    let change = Change::Create {
+        name: body.name,
+        value: body.value,
+    };
+    Ok(match perform(&state, &caller, change, &headers).await? {
+        Performed::Done(changed) => {
+            let location = format!("/settings/{}", changed.name);
+            let mut response = with_etag(StatusCode::CREATED, changed.into());
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Performed::Pending(response) => response,
+    })
+}
+
+/// `PUT /settings/{name}`.
+async fn replace(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<SettingValue>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let if_version = if_match(&headers)?;
+    let Json(body) = body.map_err(json_error)?;
+    check(&name, Some(&body.value))?;
+    let change = Change::Update {
+        name,
+        value: body.value,
+        if_version,
+    };
+    Ok(match perform(&state, &caller, change, &headers).await? {
+        Performed::Done(changed) => with_etag(StatusCode::OK, changed.into()),
+        Performed::Pending(response) => response,
+    })
+}
+
+/// `DELETE /settings/{name}`.
+async fn remove(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let if_version = if_match(&headers)?;
+    check(&name, None)?;
+    let change = Change::Delete { name, if_version };
+    Ok(match perform(&state, &caller, change, &headers).await? {
+        Performed::Done(_) => StatusCode::NO_CONTENT.into_response(),
+        Performed::Pending(response) => response,
+    })
+}
+
+/// What came of a write.
+enum Performed {
+    Done(Changed),
+    /// Not finished within the wait: `202` pointing at the job.
+    Pending(Response),
+}
+
+/// Runs a write as a `settings` job and waits for it; on success this replica's cache is
+/// reloaded before answering, so the writer reads its own write here at once.
+async fn perform(
+    state: &AppState,
+    caller: &Caller,
+    change: Change,
+    headers: &HeaderMap,
+) -> Result<Performed, ApiError> {
+    let function = setting::function();
+    let input = serde_json::to_value(&change).map_err(|e| ApiError::Internal(e.into()))?;
+    let submission = Submission {
+        function: &function,
+        input,
+        idempotency_key: idempotency_key(headers)?,
+        wait: true,
+    };
+    let view = match accept(state, caller, submission).await? {
+        Accepted::New {
+            view,
+            waiter: Some(waiter),
+        } => match wait(state, waiter, None).await {
+            Some(completion) => view.completed(&completion),
+            None => return Ok(Performed::Pending(accepted(view, false))),
+        },
+        Accepted::New { view, waiter: None } => {
+            return Ok(Performed::Pending(accepted(view, false)));
+        }
+        Accepted::Repeat { first, input } => {
+            if first.function != setting::FUNCTION || first.input.as_ref() != Some(&input) {
+                return Err(ApiError::IdempotencyKeyReused(format!(
+                    "job {} of function {}",
+                    first.id, first.function
+                )));
+            }
+            let view = JobView::from(first);
+            if !view.state.is_terminal() {
+                return Ok(Performed::Pending(accepted(view, false)));
+            }
+            view
+        }
+    };
+    outcome(state, view).await
+}
+
+async fn outcome(state: &AppState, view: JobView) -> Result<Performed, ApiError> {
+    match view.state {
+        JobState::Succeeded => {
+            let changed: Changed = view
+                .result
+                .and_then(|r| serde_json::from_value(r).ok())
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "settings job {} succeeded without a change",
+                        view.id
+                    ))
+                })?;
+            if let Err(e) = state.reload_settings().await {
+                // The change is made; other reloads (event, timer) will catch up.
+                tracing::warn!(error = %e, "settings could not be reloaded after a write");
+            }
+            Ok(Performed::Done(changed))
+        }
+        JobState::Failed => {
+            let problem: Problem = view
+                .error
+                .and_then(|e| serde_json::from_value(e).ok())
+                .unwrap_or_else(|| {
+                    Problem::new(surge_contract::problem::types::JOB_FAILED, "Job failed")
+                });
+            Err(ApiError::Function(Box::new(problem)))
+        }
+        _ => Err(ApiError::Unavailable(format!(
+            "the settings function could not perform the change (job {} is {}); nothing changed, retry later",
+            view.id,
+            view.state.as_str()
+        ))),
+    }
+}
+
+/// Name and value checks done here too, so a bad request costs no job.
+fn check(name: &str, value: Option<&Value>) -> Result<(), ApiError> {
+    let invalid = |detail: String| {
+        ApiError::Function(Box::new(
+            Problem::new(
+                surge_contract::problem::types::INVALID_SETTING,
+                "Invalid setting",
+            )
+            .with_status(422)
+            .with_detail(detail),
+        ))
+    };
+    setting::validate_name(name).map_err(invalid)?;
+    if let Some(value) = value {
+        setting::validate_value(name, value).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// `If-Match`: `*` (any version) or one strong `"<version>"`; required on writes that
+/// replace or remove.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Err(ApiError::PreconditionRequired(
+            "send If-Match with the ETag you read (GET /settings/{name}), or * to overwrite any version".into(),
+        ));
+    };
+    let bad = || {
+        ApiError::BadRequest(
+            "If-Match must be * or one ETag as GET /settings/{name} gave it, like \"3\"".into(),
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let version = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|v| *v >= 1)
+        .ok_or_else(bad)?;
+    Ok(Some(version))
+}
+
+fn with_etag(status: StatusCode, view: SettingView) -> Response {
+    let etag = format!("\"{}\"", view.version);
+    let mut response = (status, Json(view)).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn json_error(e: JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::BadRequest(e.body_text());
+    }
+    ApiError::InvalidJson(e.body_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = value {
+            h.insert(header::IF_MATCH, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn if_match_takes_a_star_or_one_strong_version() {
+        assert_eq!(if_match(&headers(Some("*"))).unwrap(), None);
+        assert_eq!(if_match(&headers(Some("\"7\""))).unwrap(), Some(7));
+        assert!(matches!(
+            if_match(&headers(None)),
+            Err(ApiError::PreconditionRequired(_))
+        ));
+        for bad in ["7", "W/\"7\"", "\"0\"", "\"x\"", "\"1\", \"2\""] {
+            assert!(
+                matches!(if_match(&headers(Some(bad))), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Every gateway's copy of the server settings. Reads (`GET /settings`, the rate limiter) are
+//! served from it; it is reloaded whole (settings are few and bounded) when a change event
+//! arrives on the reply queue, after this replica's own write, and every
+//! `settings_refresh_s` in case an event was missed (a broker reconnect).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use surge_contract::setting::known::{self, RateLimit};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Policy;
+use crate::store::settings::{self, SettingRow};
+
+#[derive(Debug)]
+pub struct SettingsCache {
+    pool: PgPool,
+    current: RwLock<Arc<Vec<SettingRow>>>,
+    /// Signalled by change events; permits coalesce, so a burst of changes is one reload.
+    changed: Arc<Notify>,
+    /// Serialises reloads, so an older read cannot replace a newer one.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl SettingsCache {
+    /// An empty cache; `reload` fills it.
+    pub fn new(pool: PgPool, changed: Arc<Notify>) -> Self {
+        Self {
+            pool,
+            current: RwLock::new(Arc::default()),
+            changed,
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The settings as last loaded, sorted by name.
+    pub fn all(&self) -> Arc<Vec<SettingRow>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<SettingRow> {
+        let all = self.all();
+        all.binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()
+            .map(|i| all[i].clone())
+    }
+
+    /// The `rate_limit` setting, if it exists and has the right shape.
+    pub fn rate_limit(&self) -> Option<Policy> {
+        let row = self.get(known::RATE_LIMIT)?;
+        let limit: RateLimit = serde_json::from_value(row.value).ok()?;
+        Some(Policy {
+            per_second: limit.per_second,
+            burst: limit.burst,
+        })
+    }
+
+    /// Reads every setting again.
+    pub async fn reload(&self) -> Result<(), sqlx::Error> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let rows = settings::all(&self.pool).await?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rows);
+        Ok(())
+    }
+
+    /// Reloads on every change event and every `every`, calling `applied` after each
+    /// successful reload, until `stop`.
+    pub async fn follow(
+        self: Arc<Self>,
+        every: Duration,
+        stop: CancellationToken,
+        applied: impl Fn(&Self) + Send + 'static,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.changed.notified() => {}
+                _ = tick.tick() => {}
+            }
+            match self.reload().await {
+                Ok(()) => applied(&self),
+                Err(e) => {
+                    tracing::warn!(error = %e, "settings could not be reloaded; keeping the last copy")
+                }
+            }
+        }
+    }
+}

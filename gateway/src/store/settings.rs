@@ -1,0 +1,26 @@
+//! `settings`, read side. Settings are server-wide (not owned): every authenticated caller may
+//! read them; writes are the `settings` function's.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use surge_contract::setting::MAX_SETTINGS;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingRow {
+    pub name: String,
+    pub value: Value,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every setting, by name (at most `MAX_SETTINGS`: the function refuses more).
+pub async fn all(pool: &PgPool) -> Result<Vec<SettingRow>, sqlx::Error> {
+    sqlx::query_as!(
+        SettingRow,
+        "SELECT name, value, version, updated_at FROM settings ORDER BY name LIMIT $1",
+        MAX_SETTINGS
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -29,8 +29,17 @@ migrate: build
 test: setup check
     cargo build --workspace --bins --locked
     cargo nextest run --workspace --locked
+    scripts/schemathesis.sh
     just manifests
     just image
+
+# Write the OpenAPI document the code makes to docs/openapi.json (a test fails when stale).
+openapi: build
+    target/debug/surge openapi > docs/openapi.json
+
+# Fuzz the API against its OpenAPI document (schemathesis) on a gateway of its own.
+api-fuzz: setup build
+    scripts/schemathesis.sh
 
 # Render every kustomization and validate it offline (CRD schemas in ../shared/schemas).
 manifests:

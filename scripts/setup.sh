@@ -36,11 +36,12 @@ curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev
   || { say "RabbitMQ's management API does not answer on 127.0.0.1:15672"; exit 1; }
 
 # --- Python packages for the manifest checks and the CloudEvents interop client (pinned) ---
-if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate, cloudevents.core' >/dev/null 2>&1; then
+if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate, cloudevents.core, schemathesis' >/dev/null 2>&1; then
   say "installing the tests' Python packages"
   python3 -m pip install --quiet --disable-pip-version-check \
     -r "$(dirname "$0")/../tests/manifests/requirements.txt" \
-    -r "$(dirname "$0")/../tests/clients/requirements.txt"
+    -r "$(dirname "$0")/../tests/clients/requirements.txt" \
+    -r "$(dirname "$0")/../tests/api/requirements.txt"
 fi
 
 # --- test identity providers and the browser that logs in through them ---

@@ -14,6 +14,8 @@ use uuid::Uuid;
 )]
 #[serde(transparent)]
 #[sqlx(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
 pub struct JobId(pub Uuid);
 
 impl JobId {
@@ -45,6 +47,7 @@ impl std::str::FromStr for JobId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "job_state", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobState {
     Queued,
     Running,

@@ -5,7 +5,13 @@ use serde::{Deserialize, Serialize};
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({"type": "urn:surge:problem:not-found", "title": "Not found", "status": 404, "detail": "no job 0190d4c2-7f4e-7a3c-9b1e-2f0c4d5e6a7b"}))
+)]
 pub struct Problem {
+    /// A stable URN (`docs/problems.md`): match on it.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -15,6 +21,7 @@ pub struct Problem {
     pub detail: Option<String>,
     /// Extension members (RFC 9457 §3.2), flattened into the document.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 

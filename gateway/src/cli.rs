@@ -41,6 +41,8 @@ pub enum Command {
     Check(commands::check::CheckArgs),
     /// Mint, revoke and list API keys.
     Key(commands::key::KeyArgs),
+    /// Print the OpenAPI document (what /openapi.json serves; docs/openapi.json holds it).
+    Openapi,
 }
 
 /// Parses the command line and runs the command; errors are reported on stderr.
@@ -62,6 +64,10 @@ pub async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Gateway => gateway(settings).await,
+        Command::Openapi => {
+            print(&crate::openapi::document_json());
+            Ok(())
+        }
         Command::Migrate => migrate(&settings).await,
         Command::Scaler(args) => scaler(args, &settings).await,
         Command::Simulate(args) => commands::simulate::run(&args).map(|table| print(&table)),

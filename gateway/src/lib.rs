@@ -18,6 +18,8 @@ pub mod config;
 pub mod error;
 /// Tenants, logins and bearer tokens.
 pub mod identity;
+/// The OpenAPI document: security, shared answers, `/openapi.json`.
+pub mod openapi;
 /// HTTP routes, one module per resource.
 pub mod routes;
 /// KEDA's external push scaler over gRPC.

@@ -18,12 +18,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{Authenticator, DevKey, EntityLimiter, KeyCache, SubjectCache};
 use crate::bus::Bus;
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
 use crate::identity::Tenants;
+use crate::openapi::ApiDoc;
 use crate::routes;
 use crate::scaler::proto::external_scaler_server::ExternalScalerServer;
 use crate::scaler::{Activity, ManagementApi, ScalerService};
@@ -260,15 +264,22 @@ async fn start_scaler(
     Ok((listener, service))
 }
 
-fn router(state: AppState, body_limit: usize) -> Router {
-    Router::new()
+/// Every documented route, with the OpenAPI document they make up.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::jobs::router())
-        .merge(routes::health::router())
         .merge(routes::events::router())
+        .merge(routes::settings::router())
         .merge(routes::tokens::router())
         .merge(routes::login::router())
-        .merge(routes::settings::router())
         .merge(crate::ws::router())
+        .merge(routes::health::router())
+}
+
+fn router(state: AppState, body_limit: usize) -> Router {
+    let (api, document) = crate::openapi::routes_and_document();
+    // The Swagger UI's assets are in the binary (`vendored`): /docs works with no internet.
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::MethodNotAllowed(format!("{method} is not served on this path"))

@@ -7,29 +7,63 @@
 //! Answers `202` with the job (or, for a batch, the jobs); with `Prefer: wait=<seconds>` a
 //! single event is answered with its completion event in structured mode.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use cloudevents::{AttributesReader, Event};
 use sha2::{Digest, Sha256};
 use surge_contract::binding;
 use surge_contract::job::{EVENT_TYPE_PREFIX, FunctionName};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::accept::{Accepted, Submission, accept, wait};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::Problem;
 use crate::routes::jobs::{Preferences, accepted, body_error, known_function};
 use crate::routes::views::JobView;
 use crate::state::AppState;
 
 const BATCH: &str = "application/cloudevents-batch+json";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/events", post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
+}
+
+/// A CloudEvent in structured mode (`application/cloudevents+json`), as Surge takes and
+/// sends them. Extension attributes are further top-level members.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "specversion": "1.0", "id": "order-17", "source": "/shop/orders",
+    "type": "dev.surge.fn.echo", "datacontenttype": "application/json", "data": {"order": 17}
+}))]
+pub struct CloudEvent {
+    /// `1.0`.
+    pub specversion: String,
+    /// Unique within `source`: with it, makes the event idempotent.
+    pub id: String,
+    pub source: String,
+    /// Requests: `dev.surge.fn.<function>`; completions: `<request type>.completed` or `.failed`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub datacontenttype: Option<String>,
+    /// On completions: the job id.
+    pub subject: Option<String>,
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Requests: the function's input; completions: its result, or a problem document.
+    pub data: Option<serde_json::Value>,
+}
+
+/// What `202` holds: the job of one event, or the jobs of a batch in order.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum QueuedJobs {
+    One(JobView),
+    Batch(Vec<JobView>),
 }
 
 /// One validated event, ready to accept.
@@ -39,6 +73,45 @@ struct Incoming {
     key: String,
 }
 
+/// Send CloudEvents
+///
+/// One event in binary mode (attributes in `ce-*` headers, data as the body) or structured
+/// mode (`application/cloudevents+json`), or a batch (`application/cloudevents-batch+json`).
+/// The event's `type` (`dev.surge.fn.<function>`) selects the function and its data is the
+/// input; `source` + `id` make it idempotent (a resent event returns the first job). The
+/// caller's entity is stamped by the gateway; client values of Surge's own extensions are
+/// ignored. Answers `202` with the job (a batch: the jobs); one event with
+/// `Prefer: wait=<seconds>` is answered with its completion event.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "events",
+    operation_id = "send_events",
+    params(
+        ("Prefer" = Option<String>, Header, description = "`wait=<seconds>`: answer one event with its completion"),
+        ("ce-specversion" = Option<String>, Header, description = "Binary mode: `1.0`"),
+        ("ce-id" = Option<String>, Header, description = "Binary mode: the event id"),
+        ("ce-source" = Option<String>, Header, description = "Binary mode: the event source"),
+        ("ce-type" = Option<String>, Header, description = "Binary mode: `dev.surge.fn.<function>`"),
+    ),
+    request_body(
+        description = "A CloudEvent (binary: the data as `application/json` with `ce-*` headers; structured) or a batch",
+        content(
+            (serde_json::Value = "application/json"),
+            (CloudEvent = "application/cloudevents+json"),
+            (Vec<CloudEvent> = "application/cloudevents-batch+json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The completion event (one event with `Prefer: wait`)", body = CloudEvent, content_type = "application/cloudevents+json"),
+        (status = 202, description = "Queued: the job, or for a batch the jobs in order", content(
+            (QueuedJobs = "application/json"),
+        ), headers(("Location" = Option<String>, description = "`/jobs/{id}` of a single event's job"))),
+        (status = 400, description = "Not a CloudEvent, an empty batch, a type that selects no function, a batch above the rate limit's burst", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The type names a function not served here", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the gateway accepts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn receive(
     State(state): State<AppState>,
     caller: Caller,

@@ -2,31 +2,56 @@
 //! database answering; false while either is unreachable).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use surge_contract::settings::database_answers;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
+use crate::openapi::Problem;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// A probe's answer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (alive) or `ready`.
+    pub status: String,
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Liveness
+///
+/// The process answers; nothing else is checked (a broker outage must not restart pods).
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz", security(()),
+    responses((status = 200, description = "Alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness
+///
+/// The broker link is up and the database answers; `503` otherwise (and while draining).
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz", security(()),
+    responses(
+        (status = 200, description = "Ready for traffic", body = Health),
+        (status = 503, description = "Not ready: the broker or the database is unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if !state.bus.is_connected() {
         return Err(ApiError::Unavailable("the broker link is down".into()));
     }
     if !database_answers(&state.pool).await {
         return Err(ApiError::Unavailable("the database does not answer".into()));
     }
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
 }

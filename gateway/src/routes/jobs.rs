@@ -4,31 +4,63 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 use surge_contract::job::{FunctionName, JobId};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::accept::{Accepted, Submission, accept, wait};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::Problem;
 use crate::routes::views::{JobPage, JobView};
 use crate::state::AppState;
 use crate::store::jobs::{self, JobRow};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", get(list))
-        .route("/jobs/{id}", get(show).post(submit))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, submit))
 }
 
-/// `POST /jobs/{function}` (the path's one segment is a function name here, a job id on GET).
+/// Run a function
+///
+/// Records a job for the function named in the path with the JSON body as its input, and
+/// waits for its completion (`200` with the finished job). Past the wait (`Prefer: wait=<s>`,
+/// else the gateway's default), or with `Prefer: respond-async`, answers `202` with the queued
+/// job and its `Location`. The same `Idempotency-Key` with the same input returns the first
+/// job instead of running it again. (The path's segment is a function name here and a job id
+/// on `GET`: OpenAPI wants one name for both.)
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    operation_id = "submit_job",
+    params(
+        ("id" = String, Path, description = "The function to run", example = "echo",
+            pattern = r"^[a-z][a-z0-9-]{0,62}$"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async` (answer 202 at once) and/or `wait=<seconds>`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat returns the first job"),
+    ),
+    request_body(content = serde_json::Value, description = "The function's input", content_type = "application/json",
+        example = json!({"hello": "world"})),
+    responses(
+        (status = 200, description = "The job finished: `state` is succeeded (with `result`), failed or dead (with `error`)", body = JobView),
+        (status = 202, description = "Queued; read it at `Location`", body = JobView,
+            headers(("Location" = String, description = "`/jobs/{id}` of the new job"))),
+        (status = 400, description = "The body is not JSON, or a header is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No function of that name is served here", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the gateway accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used before for another function or input", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,7 +109,21 @@ fn repeat(first: JobRow, function: &FunctionName, input: &Value) -> Result<Respo
     })
 }
 
-/// `GET /jobs/{id}`: one of the caller's jobs.
+/// Read a job
+///
+/// One of the caller's jobs, with its input, state, attempts and result or error. Jobs of
+/// other entities are not found.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    params(("id" = String, Path, description = "The job's id (a UUIDv7)", format = Uuid)),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job of the caller's", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,14 +137,32 @@ async fn show(
     Ok(Json(job.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Jobs per page, 1 to `http.max_page_size` (100 by default).
+    #[param(minimum = 1, default = 20)]
     limit: Option<i64>,
+    /// The `next_before` of the previous page.
+    #[param(format = Uuid)]
     before: Option<String>,
 }
 
-/// `GET /jobs?limit=&before=`: the caller's jobs, newest first.
+/// List the caller's jobs
+///
+/// Newest first, a page at a time: pass `next_before` as `before` for the next page.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    operation_id = "list_jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of the caller's jobs", body = JobPage),
+        (status = 400, description = "`limit` or `before` is malformed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,

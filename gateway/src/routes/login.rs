@@ -1,48 +1,75 @@
 //! Logging in: `GET /login` (a login token for this session), `GET`/`POST /token` (an API
 //! key, shown once), both ending at `GET /callback`, the one redirect target of every tenant.
 
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Caller, api_key};
 use crate::error::ApiError;
 use crate::identity::{CallbackParams, Purpose, account, cookie_name};
+use crate::openapi::Problem;
 use crate::state::AppState;
 use crate::store;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/login", get(login))
-        .route("/callback", get(callback))
-        .route("/me", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(callback))
+        .routes(routes!(me))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LoginQuery {
+    /// The tenant to log in with; may be left out when only one is configured.
     pub tenant: Option<String>,
 }
 
-/// `GET /login?tenant=`: redirects to the tenant's provider; the callback answers with a
-/// login token (and the provider's refresh token when it gives one).
+/// A query string that does not parse is a bad request, answered as a problem.
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+/// Log in
+///
+/// Redirects the browser to the tenant's OpenID provider (authorization code with PKCE); the
+/// provider sends it back to `/callback`, which answers with a login token (and the
+/// provider's refresh token when it gives one).
+#[utoipa::path(get, path = "/login", tag = "identity", operation_id = "login", security(()),
+    params(LoginQuery),
+    responses(
+        (status = 303, description = "To the provider's login page", headers(("Location" = String), ("Set-Cookie" = String, description = "The login's state, for /callback"))),
+        (status = 400, description = "No tenant named while several are configured, or a malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant (`detail` lists them)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn login(
     State(state): State<AppState>,
-    Query(query): Query<LoginQuery>,
+    params: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    start(&state, query.tenant.as_deref(), Purpose::Login).await
+    let params = query(params)?;
+    start(&state, params.tenant.as_deref(), Purpose::Login).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
+    /// The tenant to log in with; may be left out when only one is configured.
     pub tenant: Option<String>,
     /// Lifetime of the key in seconds; 0 never expires.
+    #[param(minimum = 0)]
     pub seconds: Option<i64>,
     /// A name for the key in `GET /tokens`.
     pub label: Option<String>,
@@ -85,14 +112,42 @@ impl TokenQuery {
     }
 }
 
-/// `GET`/`POST /token?tenant=&seconds=&label=&persona=`: redirects to the tenant's provider;
-/// the callback answers with a new API key, shown once.
+/// Mint an API key
+///
+/// Redirects the browser to the tenant's OpenID provider; after the login, `/callback`
+/// answers with a new API key, shown this once.
+#[utoipa::path(get, path = "/token", tag = "identity", operation_id = "mint_token", security(()),
+    params(TokenQuery),
+    responses(
+        (status = 303, description = "To the provider's login page", headers(("Location" = String), ("Set-Cookie" = String, description = "The login's state, for /callback"))),
+        (status = 400, description = "A malformed query, or no tenant named while several are configured", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant (`detail` lists them)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn start_token(
     State(state): State<AppState>,
-    Query(query): Query<TokenQuery>,
+    params: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (tenant, purpose) = query.validate()?;
+    let (tenant, purpose) = query(params)?.validate()?;
     start(&state, tenant.as_deref(), purpose).await
+}
+
+/// Mint an API key (form post)
+///
+/// As `GET /token`, for a form's `POST`.
+#[utoipa::path(post, path = "/token", tag = "identity", operation_id = "mint_token_post", security(()),
+    params(TokenQuery),
+    responses(
+        (status = 303, description = "To the provider's login page", headers(("Location" = String), ("Set-Cookie" = String, description = "The login's state, for /callback"))),
+        (status = 400, description = "A malformed query, or no tenant named while several are configured", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant (`detail` lists them)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn start_token_post(
+    state: State<AppState>,
+    params: Result<Query<TokenQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    start_token(state, params).await
 }
 
 async fn start(
@@ -132,7 +187,7 @@ fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
 }
 
 /// What `/callback` answers: a token, shown this once.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Issued {
     /// `Bearer`: send it as `Authorization: Bearer <access_token>` (or `X-API-Key`).
     pub token_type: String,
@@ -159,13 +214,31 @@ pub struct Issued {
     pub persona: Option<String>,
 }
 
-/// `GET /callback`: finishes the login the state names (see `identity::flow` for the checks),
-/// applies the tenant's account rules, and issues the token.
+/// Finish a login
+///
+/// The redirect target of every tenant's provider: checks the state (single use, from the
+/// browser that started the login), the issuer, nonce and PKCE, applies the tenant's
+/// account rules, and issues the token.
+#[utoipa::path(get, path = "/callback", tag = "identity", operation_id = "callback", security(()),
+    params(
+        ("code" = Option<String>, Query, description = "From the provider"),
+        ("state" = Option<String>, Query, description = "From the provider"),
+        ("iss" = Option<String>, Query, description = "From the provider (RFC 9207)"),
+        ("error" = Option<String>, Query, description = "From the provider"),
+        ("error_description" = Option<String>, Query, description = "From the provider"),
+    ),
+    responses(
+        (status = 200, description = "The new token, shown this once", body = Issued),
+        (status = 400, description = "The login cannot be completed: unknown, expired or replayed state, another browser, a mix-up, the provider's error", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The identity is refused (an unverified email, an email held by another subject)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn callback(
     State(state): State<AppState>,
-    Query(params): Query<CallbackParams>,
+    params: Result<Query<CallbackParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let params = query(params)?;
     let finished = state.tenants.finish(&state.pool, params, &headers).await?;
     let flow = &finished.flow;
     let tenant = &state
@@ -250,7 +323,7 @@ async fn callback(
 }
 
 /// Who the caller is, as the gateway sees it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Me {
     pub entity_id: Uuid,
     pub tenant: String,
@@ -258,7 +331,11 @@ pub struct Me {
     pub key_id: Option<Uuid>,
 }
 
-/// `GET /me`: the caller's entity, tenant and role.
+/// Who am I
+///
+/// The caller's entity, tenant and role, and the key it called with.
+#[utoipa::path(get, path = "/me", tag = "identity", operation_id = "me",
+    responses((status = 200, description = "The caller", body = Me)))]
 async fn me(caller: Caller) -> Json<Me> {
     Json(Me {
         entity_id: caller.entity_id,

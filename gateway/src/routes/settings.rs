@@ -9,29 +9,31 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use surge_contract::job::JobState;
 use surge_contract::problem::Problem;
 use surge_contract::setting::{self, Change, Changed};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::accept::{Accepted, Submission, accept, wait};
 use crate::auth::{Admin, Caller};
 use crate::error::ApiError;
+use crate::openapi::Problem as ProblemDoc;
 use crate::routes::jobs::{accepted, idempotency_key};
 use crate::routes::views::JobView;
 use crate::state::AppState;
 use crate::store::settings::SettingRow;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/settings", get(list).post(create))
-        .route("/settings/{name}", get(show).put(replace).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace, remove))
 }
 
 /// One setting. Its `ETag` is `"<version>"`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SettingView {
     pub name: String,
     pub value: Value,
@@ -40,23 +42,28 @@ pub struct SettingView {
 }
 
 /// Every setting, by name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SettingList {
     pub settings: Vec<SettingView>,
 }
 
 /// `POST /settings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "greeting", "value": {"text": "hello"}}))]
 pub struct NewSetting {
+    /// 1-64 of `a-z 0-9 _ . -`, starting with a letter.
+    #[schema(pattern = r"^[a-z][a-z0-9_.-]{0,63}$")]
     pub name: String,
+    /// Any JSON up to 16 KiB; `rate_limit` must be `{"per_second": n, "burst": m}`.
     pub value: Value,
 }
 
 /// `PUT /settings/{name}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingValue {
+    /// Any JSON up to 16 KiB; `rate_limit` must be `{"per_second": n, "burst": m}`.
     pub value: Value,
 }
 
@@ -82,7 +89,12 @@ impl From<Changed> for SettingView {
     }
 }
 
-/// `GET /settings`.
+/// List settings
+///
+/// Every server setting, by name, as this replica has them (changes reach every replica as
+/// they are made).
+#[utoipa::path(get, path = "/settings", tag = "settings", operation_id = "list_settings",
+    responses((status = 200, description = "Every setting", body = SettingList)))]
 async fn list(State(state): State<AppState>, _caller: Caller) -> Json<SettingList> {
     let settings = state
         .settings
@@ -94,7 +106,15 @@ async fn list(State(state): State<AppState>, _caller: Caller) -> Json<SettingLis
     Json(SettingList { settings })
 }
 
-/// `GET /settings/{name}`.
+/// Read a setting
+///
+/// Its `ETag` is the version to send as `If-Match` when changing it.
+#[utoipa::path(get, path = "/settings/{name}", tag = "settings", operation_id = "get_setting",
+    params(("name" = String, Path, description = "The setting's name", example = "greeting")),
+    responses(
+        (status = 200, description = "The setting", body = SettingView, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 404, description = "No such setting", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
 async fn show(
     State(state): State<AppState>,
     _caller: Caller,
@@ -107,14 +127,30 @@ async fn show(
     Ok(with_etag(StatusCode::OK, row.into()))
 }
 
-/// `POST /settings`.
+/// Create a setting
+///
+/// Admins only. Performed by the `settings` function and answered when done; past the wait,
+/// `202` with the job to follow.
+#[utoipa::path(post, path = "/settings", tag = "settings", operation_id = "create_setting",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat returns the first outcome")),
+    request_body(content = NewSetting, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = SettingView, headers(
+            ("ETag" = String, description = "`\"1\"`"), ("Location" = String, description = "`/settings/{name}`"))),
+        (status = 202, description = "Not done within the wait: the job", body = JobView, headers(("Location" = String, description = "`/jobs/{id}`"))),
+        (status = 400, description = "Not JSON, or a malformed header", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The setting exists (change it with PUT), or there are as many settings as allowed", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the gateway accepts", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad name or value, or an Idempotency-Key used for another request", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
 async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
     headers: HeaderMap,
     body: Result<Json<NewSetting>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(json_error)?;
+    let Json(body) = body.map_err(|e| json_error(e, state.http.body_limit_bytes))?;
     check(&body.name, Some(&body.value))?;
     let change = Change::Create {
         name: body.name,
@@ -133,7 +169,28 @@ async fn create(
     })
 }
 
-/// `PUT /settings/{name}`.
+/// Change a setting
+///
+/// Admins only, with `If-Match`: the `ETag` read (the write happens only if nobody changed
+/// the setting since: else `412`), or `*` for any version.
+#[utoipa::path(put, path = "/settings/{name}", tag = "settings", operation_id = "update_setting",
+    params(
+        ("name" = String, Path, description = "The setting's name", example = "greeting"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"` as read, or `*`; required", example = "*"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat returns the first outcome"),
+    ),
+    request_body(content = SettingValue, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Changed", body = SettingView, headers(("ETag" = String, description = "The new version"))),
+        (status = 202, description = "Not done within the wait: the job", body = JobView, headers(("Location" = String, description = "`/jobs/{id}`"))),
+        (status = 400, description = "Not JSON, or a malformed header", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such setting", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since it was read: `current_version` says to what", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the gateway accepts", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad name or value, or an Idempotency-Key used for another request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 428, description = "No If-Match", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
 async fn replace(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -142,7 +199,7 @@ async fn replace(
     body: Result<Json<SettingValue>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let if_version = if_match(&headers)?;
-    let Json(body) = body.map_err(json_error)?;
+    let Json(body) = body.map_err(|e| json_error(e, state.http.body_limit_bytes))?;
     check(&name, Some(&body.value))?;
     let change = Change::Update {
         name,
@@ -155,7 +212,25 @@ async fn replace(
     })
 }
 
-/// `DELETE /settings/{name}`.
+/// Delete a setting
+///
+/// Admins only, with `If-Match` as for `PUT`.
+#[utoipa::path(delete, path = "/settings/{name}", tag = "settings", operation_id = "delete_setting",
+    params(
+        ("name" = String, Path, description = "The setting's name", example = "greeting"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"` as read, or `*`; required", example = "*"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat returns the first outcome"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 202, description = "Not done within the wait: the job", body = JobView, headers(("Location" = String, description = "`/jobs/{id}`"))),
+        (status = 400, description = "A malformed header", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such setting", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since it was read: `current_version` says to what", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad name, or an Idempotency-Key used for another request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 428, description = "No If-Match", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -311,9 +386,9 @@ fn with_etag(status: StatusCode, view: SettingView) -> Response {
     response
 }
 
-fn json_error(e: JsonRejection) -> ApiError {
+fn json_error(e: JsonRejection, limit: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::BadRequest(e.body_text());
+        return ApiError::PayloadTooLarge(limit);
     }
     ApiError::InvalidJson(e.body_text())
 }

@@ -1,32 +1,37 @@
 //! The caller's own API keys: mint one through a login (`GET`/`POST /token`), list them
 //! (never their secrets), rotate or re-time one (`PUT /token`), revoke one.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Caller, api_key};
 use crate::error::ApiError;
+use crate::openapi::Problem;
 use crate::state::AppState;
 use crate::store::auth::{self, KeySummary};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/tokens", get(list))
-        .route(
-            "/token",
-            get(super::login::start_token)
-                .post(super::login::start_token)
-                .put(update),
-        )
-        .route("/token/{id}", delete(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(
+            super::login::start_token,
+            super::login::start_token_post,
+            update
+        ))
+        .routes(routes!(revoke))
 }
 
-/// `GET /tokens`: the caller's keys, newest first.
+/// List the caller's keys
+///
+/// Newest first; never their secrets.
+#[utoipa::path(get, path = "/tokens", tag = "identity", operation_id = "list_tokens",
+    responses((status = 200, description = "The caller's keys", body = Vec<KeySummary>)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -34,8 +39,15 @@ async fn list(
     Ok(Json(auth::list(&state.pool, caller.entity_id).await?))
 }
 
-/// `DELETE /token/{id}`: revokes one of the caller's keys; every replica refuses it within
-/// the key cache's lifetime (1 s).
+/// Revoke a key
+///
+/// Revokes one of the caller's keys; every replica refuses it within a second.
+#[utoipa::path(delete, path = "/token/{id}", tag = "identity", operation_id = "revoke_token",
+    params(("id" = String, Path, description = "The key's id", format = Uuid)),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No active key of the caller's with that id", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -51,11 +63,12 @@ async fn revoke(
 }
 
 /// `PUT /token`: what to change about one of the caller's keys.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyUpdate {
     pub id: Uuid,
     /// Valid for this many seconds from now; 0 never expires.
+    #[schema(minimum = 0)]
     pub seconds: Option<i64>,
     /// Replace the secret; the old one stops working.
     #[serde(default)]
@@ -63,7 +76,7 @@ pub struct KeyUpdate {
 }
 
 /// The key after `PUT /token`; `key` only when it was rotated (shown this once).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpdatedKey {
     #[serde(flatten)]
     pub summary: KeySummary,
@@ -71,7 +84,17 @@ pub struct UpdatedKey {
     pub key: Option<String>,
 }
 
-/// `PUT /token`: rotates one of the caller's keys and/or changes when it expires.
+/// Rotate or re-time a key
+///
+/// Rotates one of the caller's keys (the new secret is shown this once and the old one stops
+/// working) and/or changes when it expires.
+#[utoipa::path(put, path = "/token", tag = "identity", operation_id = "update_token",
+    request_body(content = KeyUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The key as it is now; `key` when rotated", body = UpdatedKey),
+        (status = 400, description = "Not a key update, or nothing to change", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No active key of the caller's with that id", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,7 +10,7 @@ use crate::store::jobs::JobRow;
 
 /// A job. `result` is set once it succeeded, `error` (a problem document) once it failed or
 /// died. Times are RFC 3339 UTC.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct JobView {
     pub id: JobId,
     pub function: String,
@@ -31,7 +31,7 @@ pub struct JobView {
 }
 
 /// A page of the caller's jobs, newest first. Pass `next_before` as `before` for the next page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobPage {
     pub jobs: Vec<JobView>,
     pub next_before: Option<JobId>,

@@ -30,7 +30,7 @@ impl KeyRecord {
 }
 
 /// An API key listed for its owner, without any secret.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct KeySummary {
     pub id: Uuid,
     pub label: Option<String>,

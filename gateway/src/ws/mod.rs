@@ -13,19 +13,21 @@ pub mod hub;
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use axum::routing::get;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use surge_contract::job::FunctionName;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::Problem;
 use crate::state::AppState;
 
 /// `ws.*` settings.
@@ -60,15 +62,34 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// Commands are small JSON documents; nothing larger is read.
 const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/ws", get(upgrade))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
+/// Completions over a WebSocket
+///
+/// Upgrade with the key in `Authorization`/`X-API-Key`, or (browsers) as the subprotocol
+/// `bearer.<key>` beside `surge.v1`, which the server selects. Then send
+/// `{"type":"subscribe","jobs":[…],"functions":[…]}` (or `unsubscribe`); completions of the
+/// caller's own jobs arrive as structured CloudEvents, and subscribers of `settings` get
+/// `dev.surge.settings.changed` events. A client that reads too slowly is closed with 4008.
+#[utoipa::path(get, path = "/ws", tag = "push", operation_id = "websocket",
+    params(("Sec-WebSocket-Protocol" = Option<String>, Header, description = "`surge.v1, bearer.<key>` (browsers)")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol `surge.v1`"),
+        (status = 400, description = "Not a WebSocket upgrade", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "GET /ws takes a WebSocket upgrade ({})",
+            e.body_text()
+        ))
+    })?;
     // Checked again, atomically, when the connection joins the hub; this early answer
     // spares a full replica the upgrade.
     if state.bus.hub().connections() >= state.ws.max_connections {

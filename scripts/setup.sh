@@ -56,6 +56,22 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq >/dev/null 2>&1 || true
   apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules (tests/manifests).
+# Only the tool is wanted: the package's postinst starts a Prometheus server where services may
+# start (containers' policy-rc.d refuses it); stop and disable such a server at once.
+if ! command -v promtool >/dev/null 2>&1; then
+  say "installing Debian's prometheus package (promtool, for the alert rule tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null 2>&1 || true
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if systemctl is-active --quiet prometheus 2>/dev/null; then
+    say "stopping the Prometheus server the package started"
+    systemctl disable --now --quiet prometheus
+  elif [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+    say "stopping the Prometheus server the package started"
+    /etc/init.d/prometheus stop >/dev/null
+  fi
+fi
 
 # --- tools ---
 if ! command -v cargo-nextest >/dev/null 2>&1; then

@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub struct Depth {
     pub ready: u64,
     pub unacked: u64,
+    /// Consumers of the queue (for metrics; not part of the work).
+    pub consumers: u64,
 }
 
 impl Depth {
@@ -45,6 +47,8 @@ struct QueueStats {
     messages_ready: u64,
     #[serde(default)]
     messages_unacknowledged: u64,
+    #[serde(default)]
+    consumers: u64,
 }
 
 impl ManagementApi {
@@ -97,7 +101,9 @@ impl ManagementApi {
             .map_err(|()| DepthError::BadUrl("it cannot be a base URL".into()))?
             .pop_if_empty()
             .extend(["api", "queues", &self.vhost, queue]);
-        url.set_query(Some("columns=messages_ready,messages_unacknowledged"));
+        url.set_query(Some(
+            "columns=messages_ready,messages_unacknowledged,consumers",
+        ));
         let response = self
             .client
             .get(url)
@@ -112,6 +118,7 @@ impl ManagementApi {
         Ok(Depth {
             ready: stats.messages_ready,
             unacked: stats.messages_unacknowledged,
+            consumers: stats.consumers,
         })
     }
 }

@@ -12,6 +12,8 @@ pub mod broker;
 pub mod job;
 /// The supervised broker connection every process uses.
 pub mod link;
+/// Prometheus metrics: the registry every process serves at `/metrics`, and shared families.
+pub mod metrics;
 /// Problem details (RFC 9457) and their stable types.
 pub mod problem;
 /// Database migrations and the schema check every process runs at start.

@@ -82,6 +82,7 @@ pub async fn accept(
         reply_to: waiter.as_ref().map(|_| state.bus.reply_queue()),
     })
     .map_err(|e| ApiError::Internal(e.into()))?;
+    let started = std::time::Instant::now();
     let mut published = state.bus.publish_job(function, &message).await;
     let mut unconfirmed = false;
     if let Err(e) = &published
@@ -114,6 +115,8 @@ pub async fn accept(
         ));
     }
     state.activity.published(function);
+    state.metrics.process.confirmed("jobs", started.elapsed());
+    state.metrics.accepted(function);
     Ok(Accepted::New {
         view: JobView::queued(id, function.as_str(), created_at),
         waiter,

@@ -112,6 +112,9 @@ pub struct HttpSettings {
     pub max_waiters: usize,
     /// Page size limit of `GET /jobs`.
     pub max_page_size: i64,
+    /// Serve `/metrics` on this address instead of `addr` (so a public ingress to `addr`
+    /// never exposes them); unset: `/metrics` is on `addr`.
+    pub metrics_addr: Option<SocketAddr>,
     /// How often server settings are reloaded even without a change event (a safety net:
     /// changes normally reach every replica at once through `surge.events`).
     pub settings_refresh_ms: u64,
@@ -127,6 +130,7 @@ impl Default for HttpSettings {
             max_waiters: 10_000,
             max_page_size: 100,
             settings_refresh_ms: 30_000,
+            metrics_addr: None,
         }
     }
 }

@@ -18,6 +18,8 @@ pub mod config;
 pub mod error;
 /// Tenants, logins and bearer tokens.
 pub mod identity;
+/// Prometheus metrics and the request-counting middleware.
+pub mod metrics;
 /// The OpenAPI document: security, shared answers, `/openapi.json`.
 pub mod openapi;
 /// HTTP routes, one module per resource.

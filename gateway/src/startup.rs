@@ -27,6 +27,7 @@ use crate::bus::Bus;
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
 use crate::identity::Tenants;
+use crate::metrics::GatewayMetrics;
 use crate::openapi::ApiDoc;
 use crate::routes;
 use crate::scaler::proto::external_scaler_server::ExternalScalerServer;
@@ -39,6 +40,8 @@ pub struct Application {
     listener: TcpListener,
     scaler: Option<(TcpListener, ScalerService)>,
     router: Router,
+    /// `/metrics` on its own listener (`http.metrics_addr`).
+    metrics: Option<(TcpListener, Router)>,
     state: AppState,
     bus_stop: CancellationToken,
     bus_task: tokio::task::JoinHandle<()>,
@@ -123,6 +126,8 @@ impl Application {
             bus_stop.clone(),
         );
         let activity = Activity::new(&deployed, settings.scaler.publish_hold());
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(GatewayMetrics::register(&mut registry));
         let scaler = match settings.scaler.addr {
             Some(addr) => Some(
                 start_scaler(
@@ -130,6 +135,7 @@ impl Application {
                     addr,
                     &activity,
                     &topology,
+                    &metrics,
                     [&shutdown, &bus_stop],
                 )
                 .await?,
@@ -146,6 +152,8 @@ impl Application {
             ws_tasks: tokio_util::task::TaskTracker::new(),
             functions: Arc::new(settings.functions.iter().cloned().collect::<HashSet<_>>()),
             settings: settings_cache.clone(),
+            metrics,
+            registry: Arc::new(registry),
             http: Arc::new(settings.http.clone()),
             shutdown,
         };
@@ -165,11 +173,27 @@ impl Application {
                 auth.limiter.sweep();
             }
         });
-        let router = router(state.clone(), settings.http.body_limit_bytes);
+        let metrics_route = Router::new()
+            .route("/metrics", axum::routing::get(crate::metrics::serve))
+            .with_state(state.clone());
+        let (router, metrics) = match settings.http.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on http.metrics_addr {addr}"))?;
+                let router = router(state.clone(), settings.http.body_limit_bytes);
+                (router, Some((listener, metrics_route)))
+            }
+            None => (
+                router(state.clone(), settings.http.body_limit_bytes).merge(metrics_route),
+                None,
+            ),
+        };
         Ok(Self {
             listener,
             scaler,
             router,
+            metrics,
             state,
             bus_stop,
             bus_task,
@@ -206,6 +230,14 @@ impl Application {
                     ),
             )
         });
+        let metrics = self.metrics.map(|(listener, router)| {
+            tracing::info!(addr = ?listener.local_addr().ok(), "metrics listening");
+            tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future(),
+            )
+        });
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await?;
@@ -216,6 +248,9 @@ impl Application {
             .is_err()
         {
             tracing::warn!("websocket connections did not close within 5 s");
+        }
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
         }
         if let Some(scaler) = scaler
             && let Ok(Err(e)) = scaler.await
@@ -237,6 +272,7 @@ async fn start_scaler(
     addr: SocketAddr,
     activity: &Arc<Activity>,
     topology: &Topology,
+    metrics: &Arc<GatewayMetrics>,
     [streams_stop, poller_stop]: [&CancellationToken; 2],
 ) -> anyhow::Result<(TcpListener, ScalerService)> {
     let management = settings
@@ -249,6 +285,7 @@ async fn start_scaler(
         api,
         topology.clone(),
         settings.scaler.poll_interval(),
+        metrics.clone(),
         poller_stop.clone(),
     ));
     let listener = TcpListener::bind(addr)
@@ -285,6 +322,10 @@ fn router(state: AppState, body_limit: usize) -> Router {
             ApiError::MethodNotAllowed(format!("{method} is not served on this path"))
         })
         .layer(axum::middleware::map_response(with_traceparent))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)

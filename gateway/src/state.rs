@@ -27,6 +27,9 @@ pub struct AppState {
     pub functions: Arc<HashSet<FunctionName>>,
     /// Server settings as last loaded.
     pub settings: Arc<SettingsCache>,
+    pub metrics: Arc<crate::metrics::GatewayMetrics>,
+    /// What `/metrics` renders.
+    pub registry: Arc<prometheus_client::registry::Registry>,
     pub http: Arc<HttpSettings>,
     /// Which functions have work; the jobs route marks each publish for the push scaler.
     pub activity: Arc<Activity>,

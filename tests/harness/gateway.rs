@@ -31,6 +31,8 @@ pub struct TestAppBuilder {
     pub rate_limit: Option<(u32, u32)>,
     /// The development key (`TEST_API_KEY`) is an admin.
     pub dev_admin: bool,
+    /// Serve `/metrics` on a port of its own (`http.metrics_addr`).
+    pub metrics_port: bool,
 }
 
 impl Default for TestAppBuilder {
@@ -43,6 +45,7 @@ impl Default for TestAppBuilder {
             identity: false,
             rate_limit: None,
             dev_admin: false,
+            metrics_port: false,
         }
     }
 }
@@ -67,6 +70,9 @@ impl TestAppBuilder {
         settings.limits.burst = burst;
         settings.dev.api_key = Some(SecretString::from(TEST_API_KEY));
         settings.dev.admin = self.dev_admin;
+        if self.metrics_port {
+            settings.http.metrics_addr = Some(crate::free_addr());
+        }
         // Settings changes must reach every replica through their events, not a timer.
         settings.http.settings_refresh_ms = 3_600_000;
         if let Some(poll) = self.scaler_poll_ms {

@@ -7,12 +7,14 @@ mod database;
 mod function;
 mod gateway;
 mod identity;
+mod prometheus;
 
 pub use broker::{BrokerProbe, close_connections_named};
 pub use database::TestDatabase;
 pub use function::{FunctionProcess, bin_dir, log_dir};
 pub use gateway::{Replica, TEST_API_KEY, TestApp, TestAppBuilder};
 pub use identity::{Browser, IdentityProvider, Landing, idp_dir};
+pub use prometheus::{Prometheus, Sample};
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -63,6 +65,13 @@ pub async fn python_ce_client(args: &[&str], stdin: &serde_json::Value) -> serde
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON from the Python client")
+}
+
+/// An address on a port that was free a moment ago.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
 }
 
 /// A fresh random name for this test (database, broker prefix).

@@ -13,6 +13,7 @@ mod identity;
 mod interop;
 mod jobs;
 mod local_scaler;
+mod metrics;
 mod openapi;
 mod scaler;
 mod schema;

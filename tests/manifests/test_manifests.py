@@ -4,10 +4,13 @@ Renders every kustomization with `kubectl kustomize`, validates custom resources
 real CRD schemas in ../shared/schemas (or $SURGE_SCHEMAS_DIR) and core kinds with
 kubernetes-validate, then checks what the schemas cannot: hardening, scaling rules and that
 the manifests match the code (one ScaledObject and one Knative Service per function found in
-functions/*/src/lib.rs, queue names, binaries, ports, shared settings).
+functions/*/src/lib.rs, queue names, binaries, ports, shared settings). The monitoring
+(keda/base/monitoring) is checked with promtool (`check rules`, and the unit tests in
+rules_test.yaml), against docs/runbooks.md and against the code's metric contract.
 
 Run: python3 -m pip install -r tests/manifests/requirements.txt
      python3 -m pytest tests/manifests -q
+promtool comes from Debian's `prometheus` package (scripts/setup.sh installs it).
 No cluster and no network are needed.
 """
 
@@ -32,6 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS_DIR = Path(os.environ.get("SURGE_SCHEMAS_DIR") or REPO.parent / "shared" / "schemas")
 KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl") or "/usr/bin/kubectl"
+PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool") or "/usr/bin/promtool"
 # Kubernetes version of the core schemas (shipped inside kubernetes-validate, offline).
 K8S_VERSION = "1.30"
 
@@ -62,6 +66,9 @@ BUILTIN_GROUPS = {
     "rbac.authorization.k8s.io",
 }
 WORKLOAD_KINDS = {("apps", "Deployment"), ("batch", "Job"), ("serving.knative.dev", "Service")}
+
+# The gateway's metrics port: SURGE_HTTP__METRICS_ADDR, container and Service port `metrics`.
+METRICS_PORT = 9100
 
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SEMVER = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
@@ -446,6 +453,16 @@ def test_the_validators_reject_broken_objects():
     del src["spec"]["sink"]
     assert crd_errors(src), "a source without sink must be refused"
 
+    sm = copy.deepcopy(one(prod, "ServiceMonitor", "surge-gateway", "monitoring.coreos.com"))
+    sm["spec"]["endpoints"][0]["port"] = 9100
+    assert crd_errors(sm), "a numeric ServiceMonitor endpoint port must be refused (it is a port name)"
+    pm = copy.deepcopy(one(prod, "PodMonitor", "surge-functions", "monitoring.coreos.com"))
+    pm["spec"]["podMetricsEndpoints"][0]["pth"] = "/metrics"
+    assert crd_errors(pm), "an unknown PodMonitor endpoint field must be refused"
+    rule = copy.deepcopy(one(prod, "PrometheusRule", "surge", "monitoring.coreos.com"))
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    assert crd_errors(rule), "a malformed `for` duration must be refused"
+
     deploy = copy.deepcopy(one(prod, "Deployment", "surge-gateway"))
     deploy["spec"]["replica"] = 2
     assert core_errors(deploy), "an unknown Deployment field must be refused (strict)"
@@ -804,8 +821,10 @@ def test_gateway_wiring(name):
     env = effective_env(c, docs)
     http = addr_port(env["SURGE_HTTP__ADDR"])
     grpc = addr_port(env["SURGE_SCALER__ADDR"])
+    metrics = addr_port(env["SURGE_HTTP__METRICS_ADDR"])
     assert container_port(c, "http") == http == 8080, f"{name}: http port"
     assert container_port(c, "grpc") == grpc == 9090, f"{name}: grpc port"
+    assert container_port(c, "metrics") == metrics == METRICS_PORT, f"{name}: metrics port"
     functions = {f.strip() for f in env.get("SURGE_FUNCTIONS", "").split(",") if f.strip()}
     # `settings` is reserved: the gateway always serves it (for /settings) and refuses it here.
     served = set(functions_in_code()) - {"settings"}
@@ -822,6 +841,8 @@ def test_gateway_wiring(name):
     ports = {p["name"]: p for p in svc["spec"]["ports"]}
     assert ports["http"]["port"] == 80 and container_port(c, ports["http"]["targetPort"]) == http
     assert ports["grpc"]["port"] == 9090 and container_port(c, ports["grpc"]["targetPort"]) == grpc
+    assert ports["metrics"]["port"] == METRICS_PORT and container_port(c, ports["metrics"]["targetPort"]) == metrics
+    assert set(ports) == {"http", "grpc", "metrics"}, f"{name}: Service ports {sorted(ports)}"
 
     ing = one(docs, "Ingress", "surge-gateway", "networking.k8s.io")
     hosts = {r["host"] for r in ing["spec"]["rules"]}
@@ -834,6 +855,7 @@ def test_gateway_wiring(name):
             assert backend["name"] == "surge-gateway" and backend["port"].get("number") == 80, (
                 f"{name}: the Ingress must reach the gateway's http port only"
             )
+            assert backend["port"].get("name") in (None, "http"), f"{name}: the Ingress must not reach {backend['port']}"
     if name != "keda-dev":
         assert hosts == {"surge.example.com"}
 
@@ -1000,3 +1022,291 @@ def test_dev_is_smaller_than_prod():
             p = quantity(containers_of(deploy)[0]["resources"]["requests"][r])
             d = quantity(containers_of(dev_deploy)[0]["resources"]["requests"][r])
             assert d <= p, f"{deploy['metadata']['name']}: dev requests more {r} than prod"
+
+
+# =============================================================================================
+# Monitoring: scraping, alert rules, runbooks (keda/base/monitoring, docs/runbooks.md)
+
+MONITORING = "monitoring.coreos.com"
+RUNBOOKS = REPO / "docs" / "runbooks.md"
+RUNBOOK_URL = "https://github.com/surge-dev/surge/blob/main/docs/runbooks.md#"
+RULES_UNIT_TESTS = Path(__file__).with_name("rules_test.yaml")
+# The name rules_test.yaml gives the rules file it loads (written from the PrometheusRule).
+RULES_FILE_NAME = "surge-rules.yaml"
+SEVERITIES = {"critical", "warning", "info"}
+
+# The metric contract: every metric the gateway and the functions export, with its type
+# (counters end in _total; a histogram also answers to _bucket, _count and _sum). Alert and
+# recording rules may use only these, the names recorded by the rules themselves and
+# EXTERNAL_METRICS.
+SURGE_METRICS_CONTRACT: dict[str, str] = {
+    # gateway (ServiceMonitor surge-gateway, port `metrics`)
+    "surge_http_requests_total": "counter",  # {route, method, status}
+    "surge_http_request_duration_seconds": "histogram",  # {route, method}
+    "surge_jobs_accepted_total": "counter",  # {function}
+    "surge_auth_rejections_total": "counter",  # {reason: missing|invalid|expired|forbidden}
+    "surge_rate_limited_total": "counter",
+    "surge_ws_connections": "gauge",
+    "surge_queue_messages": "gauge",  # {function, state: ready|unacked|dead}, from the management API
+    "surge_queue_consumers": "gauge",  # {function}
+    # gateway and functions
+    "surge_publish_confirm_seconds": "histogram",  # {target: jobs|events|reply}
+    "surge_ready": "gauge",  # 1 ready, 0 not ready or draining
+    # functions (PodMonitor surge-functions, port `http`, /metrics)
+    "surge_jobs_in_flight": "gauge",  # {function}
+    "surge_job_queue_wait_seconds": "histogram",  # {function}: created -> claimed
+    "surge_job_handler_seconds": "histogram",  # {function, outcome: succeeded|failed|retry}
+    "surge_job_completion_seconds": "histogram",  # {function}
+    "surge_job_end_to_end_seconds": "histogram",  # {function, state: succeeded|failed|dead}
+    "surge_jobs_finished_total": "counter",  # {function, state}
+    "surge_job_redeliveries_total": "counter",  # {function}
+    "surge_jobs_dead_total": "counter",  # {function}
+}
+# Not Surge's: Prometheus' own scrape health and kube-state-metrics.
+EXTERNAL_METRICS = {
+    "up",
+    "kube_pod_container_status_restarts_total",
+    "kube_pod_container_status_waiting_reason",
+}
+# PromQL functions, aggregations and keywords (anything else in an expression is a metric name;
+# an unknown function fails the contract test rather than passing unchecked).
+PROMQL_WORDS = {
+    "abs", "absent", "absent_over_time", "avg", "avg_over_time", "bottomk", "ceil", "changes",
+    "clamp", "clamp_max", "clamp_min", "count", "count_over_time", "count_values", "day_of_month",
+    "day_of_week", "delta", "deriv", "exp", "floor", "group", "histogram_quantile", "holt_winters",
+    "hour", "idelta", "increase", "irate", "label_join", "label_replace", "last_over_time", "ln",
+    "log2", "log10", "max", "max_over_time", "min", "min_over_time", "minute", "month",
+    "predict_linear", "present_over_time", "quantile", "quantile_over_time", "rate", "resets",
+    "round", "scalar", "sgn", "sort", "sort_desc", "sqrt", "stddev", "stddev_over_time", "stdvar",
+    "stdvar_over_time", "sum", "sum_over_time", "time", "timestamp", "topk", "vector", "year",
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+    "offset", "inf", "nan",
+}
+
+
+def contract_series_names() -> set[str]:
+    names = set()
+    for metric, kind in SURGE_METRICS_CONTRACT.items():
+        assert metric.startswith("surge_"), f"{metric}: Surge's metrics start with surge_"
+        assert (kind == "counter") == metric.endswith("_total"), f"{metric}: only counters end in _total"
+        names.add(metric)
+        if kind == "histogram":
+            names |= {f"{metric}_bucket", f"{metric}_count", f"{metric}_sum"}
+    return names
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names an expression selects: label matchers, strings, grouping clauses and
+    durations removed, PromQL's own words left out."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set(re.findall(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)", text))
+    return {n for n in names if n.lower() not in PROMQL_WORDS}
+
+
+def monitoring_objects(name: str) -> tuple[dict, dict, dict]:
+    docs = render(name)
+    return (
+        one(docs, "ServiceMonitor", "surge-gateway", MONITORING),
+        one(docs, "PodMonitor", "surge-functions", MONITORING),
+        one(docs, "PrometheusRule", "surge", MONITORING),
+    )
+
+
+def rules_of(name: str) -> list[dict]:
+    return [r for g in monitoring_objects(name)[2]["spec"]["groups"] for r in g["rules"]]
+
+
+def alerts_of(name: str) -> list[dict]:
+    return [r for r in rules_of(name) if "alert" in r]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, f"unsupported selector {selector}"
+    assert not selector.get("matchExpressions"), "keep monitor selectors to matchLabels"
+    match = selector.get("matchLabels") or {}
+    return bool(match) and all(labels.get(k) == v for k, v in match.items())
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+@functools.cache
+def runbook_anchors() -> frozenset[str]:
+    assert RUNBOOKS.is_file(), f"{RUNBOOKS} is missing"
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", RUNBOOKS.read_text(), flags=re.M)
+    return frozenset(github_anchor(h) for h in headings)
+
+
+def run_promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    if not (shutil.which(PROMTOOL) or Path(PROMTOOL).is_file()):
+        pytest.fail(f"promtool not found ({PROMTOOL}): run scripts/setup.sh (Debian package prometheus)")
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def write_rules(name: str, directory: Path) -> Path:
+    path = directory / RULES_FILE_NAME
+    path.write_text(yaml.safe_dump(monitoring_objects(name)[2]["spec"], sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("name", KEDA_RENDERS)
+def test_monitoring_objects_live_with_the_workloads(name):
+    docs = render(name)
+    namespace = one(docs, "Deployment", "surge-gateway", "apps")["metadata"]["namespace"]
+    for obj in monitoring_objects(name):
+        where = f"{name}: {obj['kind']} {obj['metadata']['name']}"
+        assert obj["metadata"]["namespace"] == namespace, f"{where}: namespace"
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "surge", f"{where}: part-of label"
+        assert labels.get("app.kubernetes.io/component") == "monitoring", f"{where}: component label"
+        ns_selector = obj["spec"].get("namespaceSelector")
+        assert ns_selector in (None, {"matchNames": [namespace]}), (
+            f"{where}: scrape only its own namespace, got {ns_selector}"
+        )
+    # Same alerts whatever the overlay.
+    assert monitoring_objects(name)[2]["spec"] == monitoring_objects("keda-prod")[2]["spec"]
+
+
+@pytest.mark.parametrize("name", KEDA_RENDERS)
+def test_service_monitor_scrapes_the_gateway_metrics_port(name):
+    docs = render(name)
+    sm, _, _ = monitoring_objects(name)
+    selected = [s for s in objects(docs, "Service", "") if selects(sm["spec"]["selector"], s["metadata"].get("labels", {}))]
+    assert [s["metadata"]["name"] for s in selected] == ["surge-gateway"], (
+        f"{name}: ServiceMonitor selects {[s['metadata']['name'] for s in selected]}"
+    )
+    (svc,) = selected
+    assert sm["spec"].get("jobLabel") in (None, "app.kubernetes.io/name")  # job="surge-gateway"
+    deploy = one(docs, "Deployment", "surge-gateway", "apps")
+    (c,) = containers_of(deploy)
+    env = effective_env(c, docs)
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert sm["spec"]["endpoints"], f"{name}: no endpoint"
+    for ep in sm["spec"]["endpoints"]:
+        assert ep.get("port") in ports, f"{name}: ServiceMonitor port {ep.get('port')} is not a port of Service surge-gateway"
+        target = container_port(c, ports[ep["port"]]["targetPort"])
+        assert target == addr_port(env["SURGE_HTTP__METRICS_ADDR"]) == METRICS_PORT, (
+            f"{name}: the scraped port {target} is not the gateway's metrics address"
+        )
+        assert target not in (addr_port(env["SURGE_HTTP__ADDR"]), addr_port(env["SURGE_SCALER__ADDR"]))
+        assert ep.get("path", "/metrics") == "/metrics" and ep.get("scheme", "http") == "http"
+
+
+@pytest.mark.parametrize("name", KEDA_RENDERS)
+def test_pod_monitor_scrapes_every_function_pod(name):
+    docs = render(name)
+    _, pm, _ = monitoring_objects(name)
+    selector = pm["spec"]["selector"]
+    assert selector == {"matchLabels": {"app.kubernetes.io/component": "function"}}, f"{name}: PodMonitor selector"
+    seen = set()
+    for w in workloads(docs):
+        labels = w["spec"]["template"]["metadata"].get("labels", {})
+        (container,) = containers_of(w)
+        function = function_of_binary(binary_of(container)) if container["image"].startswith(IMAGE) else None
+        where = f"{name}: {w['kind']} {w['metadata']['name']}"
+        if not function:
+            assert not selects(selector, labels), f"{where} is no function but the PodMonitor selects it"
+            continue
+        seen.add(function)
+        assert selects(selector, labels), f"{where}: the PodMonitor does not select its pods ({labels})"
+        assert labels.get("surge.dev/function") == function, f"{where}: pod label surge.dev/function"
+        env = effective_env(container, docs)
+        for ep in pm["spec"]["podMetricsEndpoints"]:
+            assert ep.get("port") == "http", f"{name}: the PodMonitor scrapes port `http`, got {ep.get('port')}"
+            assert container_port(container, ep["port"]) == addr_port(env["SURGE_FUNCTION__HTTP_ADDR"]), (
+                f"{where}: port http is not SURGE_FUNCTION__HTTP_ADDR"
+            )
+            assert ep.get("path") == "/metrics" and ep.get("scheme", "http") == "http", f"{name}: path /metrics"
+    assert seen == set(functions_in_code()), f"{name}: function pods scraped {seen}"
+    assert pm["spec"].get("podTargetLabels") == ["surge.dev/function"]
+
+
+def test_alert_rules_pass_promtool_check(tmp_path):
+    rules = write_rules("keda-prod", tmp_path)
+    proc = run_promtool("check", "rules", rules.name, cwd=tmp_path)
+    assert proc.returncode == 0, f"promtool check rules:\n{proc.stdout}\n{proc.stderr}"
+    assert f"SUCCESS: {len(rules_of('keda-prod'))} rules found" in proc.stdout + proc.stderr
+
+
+def test_alert_rules_unit_tests(tmp_path):
+    """promtool test rules with tests/manifests/rules_test.yaml: every alert has a case in which
+    it fires on synthetic series."""
+    unit = yaml.safe_load(RULES_UNIT_TESTS.read_text())
+    assert unit["rule_files"] == [RULES_FILE_NAME]
+    firing = {
+        case["alertname"]
+        for test in unit["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    alerts = {r["alert"] for r in alerts_of("keda-prod")}
+    assert {"SurgeDeadLettersGrowing", "SurgeQueuedJobsNotConsumed"} <= firing
+    assert alerts <= firing, f"alerts without a firing unit test: {sorted(alerts - firing)}"
+    assert firing <= alerts, f"unit tests of unknown alerts: {sorted(firing - alerts)}"
+    write_rules("keda-prod", tmp_path)
+    shutil.copy(RULES_UNIT_TESTS, tmp_path / RULES_UNIT_TESTS.name)
+    proc = run_promtool("test", "rules", RULES_UNIT_TESTS.name, cwd=tmp_path)
+    assert proc.returncode == 0, f"promtool test rules:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.parametrize("name", KEDA_RENDERS)
+def test_every_alert_has_severity_annotations_and_a_runbook(name):
+    alerts = alerts_of(name)
+    assert alerts, f"{name}: no alert"
+    names = {a["alert"] for a in alerts}
+    assert names == {
+        "SurgeDeadLettersGrowing",
+        "SurgeQueuedJobsNotConsumed",
+        "SurgeJobQueueWaitHigh",
+        "SurgeLatencyBudgetBurn",
+        "SurgeFunctionCrashLooping",
+        "SurgeGatewayNotReady",
+    }, f"{name}: alerts {sorted(names)}"
+    for a in alerts:
+        where = f"{name}: alert {a['alert']}"
+        assert a.get("labels", {}).get("severity") in SEVERITIES, f"{where}: severity label"
+        annotations = a.get("annotations", {})
+        for key in ("summary", "description", "runbook_url"):
+            assert (annotations.get(key) or "").strip(), f"{where}: {key} annotation"
+        url = annotations["runbook_url"]
+        assert url.startswith(RUNBOOK_URL), f"{where}: runbook_url {url} is not under {RUNBOOK_URL}"
+        anchor = url[len(RUNBOOK_URL):]
+        assert anchor == github_anchor(a["alert"]), f"{where}: anchor {anchor!r}, expected the alert's name"
+        assert anchor in runbook_anchors(), f"{where}: docs/runbooks.md has no heading for #{anchor}"
+    # Every runbook section names a real alert (no stale sections).
+    sections = {h for h in runbook_anchors() if h.startswith("surge")}
+    assert sections == {github_anchor(n) for n in names}, f"runbook sections {sorted(sections)}"
+
+
+@pytest.mark.parametrize("name", KEDA_RENDERS)
+def test_rules_use_only_contract_metrics(name):
+    rules = rules_of(name)
+    recorded = {r["record"] for r in rules if "record" in r}
+    allowed = contract_series_names() | EXTERNAL_METRICS | recorded
+    used: set[str] = set()
+    for r in rules:
+        names = promql_metric_names(r["expr"])
+        assert names, f"{name}: {r.get('alert') or r.get('record')} selects no metric"
+        unknown = names - allowed
+        assert not unknown, (
+            f"{name}: {r.get('alert') or r.get('record')} uses {sorted(unknown)}, not in "
+            "SURGE_METRICS_CONTRACT (nor kube-state-metrics/up, nor recorded here)"
+        )
+        used |= names
+    assert recorded <= used, f"{name}: recording rules nobody uses: {sorted(recorded - used)}"
+
+
+def test_the_metric_name_extraction():
+    """promql_metric_names is what test_rules_use_only_contract_metrics relies on."""
+    expr = (
+        'histogram_quantile(0.99, sum by (namespace, le) (rate(surge_x_bucket{le=~"5(\\\\.0)?", a="b"}[10m])))'
+        ' > 60 and on (function) max without (pod) (surge:ratio_rate5m offset 5m) or absent(up{job="x"} == 1)'
+    )
+    assert promql_metric_names(expr) == {"surge_x_bucket", "surge:ratio_rate5m", "up"}
+    assert promql_metric_names("sum(rate(not_surge_total[5m])) > 14.4 * 0.01") == {"not_surge_total"}

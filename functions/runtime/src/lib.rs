@@ -12,6 +12,8 @@ mod completion;
 mod consumer;
 /// What a function implements: the handler trait, its context and its errors.
 mod handler;
+/// The function's Prometheus metrics.
+mod metrics;
 /// Starting a function process: settings, telemetry, schema check, signals.
 mod process;
 /// The HTTP port: health, readiness and, in HTTP mode, the CloudEvents receiver.

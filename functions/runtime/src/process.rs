@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{Consuming, Publishing};
 use crate::handler::Function;
+use crate::metrics::RuntimeMetrics;
 use crate::server::{self, ServerState};
 use crate::settings::{Mode, RuntimeSettings};
 use crate::worker::Worker;
@@ -49,12 +50,15 @@ pub async fn run_with<F: Function>(
     let http_addr = settings.function.http_addr;
     let body_limit = settings.function.body_limit_bytes;
     let concurrency = usize::from(settings.function.concurrency);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(RuntimeMetrics::register(&name, &mut registry));
     let worker = Arc::new(Worker {
         function,
         name: name.clone(),
         pool: pool.clone(),
         topology: topology.clone(),
         settings,
+        metrics: metrics.clone(),
     });
 
     // In HTTP mode the link must outlive the server: requests in flight still publish.
@@ -89,6 +93,8 @@ pub async fn run_with<F: Function>(
                 link,
                 pool: pool.clone(),
                 shutdown: shutdown.clone(),
+                registry: Arc::new(registry),
+                metrics,
             });
             let router = server::router(state, mode == Mode::Http, body_limit, concurrency);
             let listener = tokio::net::TcpListener::bind(addr)

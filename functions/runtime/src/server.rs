@@ -19,6 +19,7 @@ use surge_contract::settings::database_answers;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Function;
+use crate::metrics::RuntimeMetrics;
 use crate::worker::{Settlement, Worker};
 
 pub struct ServerState<F: Function> {
@@ -26,6 +27,8 @@ pub struct ServerState<F: Function> {
     pub link: Link,
     pub pool: PgPool,
     pub shutdown: CancellationToken,
+    pub registry: Arc<prometheus_client::registry::Registry>,
+    pub metrics: Arc<RuntimeMetrics>,
 }
 
 /// The router: health always, the CloudEvents receiver when `receive` is set, taking at most
@@ -39,7 +42,8 @@ pub fn router<F: Function>(
 ) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz::<F>));
+        .route("/readyz", get(readyz::<F>))
+        .route("/metrics", get(metrics::<F>));
     if receive {
         router = router.route(
             "/",
@@ -53,28 +57,38 @@ pub fn router<F: Function>(
 }
 
 async fn readyz<F: Function>(State(state): State<Arc<ServerState<F>>>) -> Response {
+    match not_ready(&state).await {
+        Some(why) => problem(StatusCode::SERVICE_UNAVAILABLE, types::UNAVAILABLE, why),
+        None => "ready".into_response(),
+    }
+}
+
+/// Why the process is not ready, if it is not.
+async fn not_ready<F: Function>(state: &ServerState<F>) -> Option<&'static str> {
     if state.shutdown.is_cancelled() {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            types::UNAVAILABLE,
-            "draining",
-        );
+        return Some("draining");
     }
     if !state.link.is_up() {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            types::UNAVAILABLE,
-            "the broker link is down",
-        );
+        return Some("the broker link is down");
     }
     if !database_answers(&state.pool).await {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            types::UNAVAILABLE,
-            "the database does not answer",
-        );
+        return Some("the database does not answer");
     }
-    "ready".into_response()
+    None
+}
+
+/// `GET /metrics`: Prometheus text; `surge_ready` is evaluated as `/readyz` would answer.
+async fn metrics<F: Function>(State(state): State<Arc<ServerState<F>>>) -> Response {
+    let ready = not_ready(&state).await.is_none();
+    state.metrics.process.ready.set(i64::from(ready));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(surge_contract::metrics::CONTENT_TYPE),
+        )],
+        surge_contract::metrics::render(&state.registry),
+    )
+        .into_response()
 }
 
 async fn receive_event<F: Function>(

@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::completion::{self, ReplyTo};
 use crate::handler::{Function, HandlerError, JobContext};
+use crate::metrics::RuntimeMetrics;
 use crate::settings::RuntimeSettings;
 use crate::store::{self, Delivered, JobRecord};
 
@@ -38,6 +39,7 @@ pub struct Worker<F: Function> {
     pub pool: PgPool,
     pub topology: Topology,
     pub settings: RuntimeSettings,
+    pub metrics: Arc<RuntimeMetrics>,
 }
 
 /// How a handler's run ended.
@@ -97,6 +99,7 @@ impl<F: Function> Worker<F> {
         input: Value,
         reply_to: Option<String>,
     ) -> Settlement {
+        let _in_flight = self.metrics.in_flight();
         let span = tracing::info_span!(
             "job",
             otel.name = %format!("process {}", self.name),
@@ -146,6 +149,18 @@ impl<F: Function> Worker<F> {
             }
         };
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
+        let since_created = || {
+            event
+                .time()
+                .and_then(|t| (chrono::Utc::now() - *t).to_std().ok())
+        };
+        if job.attempts > 1 || job.state.is_terminal() {
+            self.metrics.redelivered();
+        } else if let Some(waited) = since_created() {
+            self.metrics.queue_wait(waited);
+        }
+        // Whether this delivery decides the job's end (not a redelivery answered from the record).
+        let deciding = !job.state.is_terminal();
 
         let outcome = if job.state.is_terminal() {
             tracing::info!(
@@ -167,7 +182,11 @@ impl<F: Function> Worker<F> {
         };
         match outcome {
             RunOutcome::Finished(job) => {
-                self.complete(channel, event, &job, reply_to.as_ref()).await
+                let settled = self.complete(channel, event, &job, reply_to.as_ref()).await;
+                if deciding && settled == Settlement::Done {
+                    self.metrics.finished(job.state, since_created());
+                }
+                settled
             }
             RunOutcome::Retry => Settlement::Retry,
         }
@@ -200,6 +219,7 @@ impl<F: Function> Worker<F> {
         };
         let run = AssertUnwindSafe(self.function.handle(input, &mut ctx)).catch_unwind();
         let timeout = self.settings.function.timeout();
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(timeout, run).await {
             Err(_) => Err(HandlerError::retryable(format!(
                 "the handler took longer than {timeout:?}"
@@ -210,6 +230,12 @@ impl<F: Function> Worker<F> {
             ))),
             Ok(Ok(result)) => result,
         };
+        let outcome = match &result {
+            Ok(_) => "succeeded",
+            Err(HandlerError::Retryable(_)) => "retry",
+            Err(_) => "failed",
+        };
+        self.metrics.handler(outcome, started.elapsed());
         let output = match result.and_then(|out| {
             serde_json::to_value(out)
                 .map_err(|e| HandlerError::permanent("Output cannot be serialized", e.to_string()))
@@ -307,6 +333,9 @@ impl<F: Function> Worker<F> {
             .await
         {
             Ok(Some(finished_at)) => {
+                if state == JobState::Dead {
+                    self.metrics.dead();
+                }
                 tracing::info!(
                     state = state.as_str(),
                     detail = problem.detail.as_deref().unwrap_or(""),
@@ -348,7 +377,8 @@ impl<F: Function> Worker<F> {
         reply_to: Option<&ReplyTo>,
     ) -> Settlement {
         let timeout = self.settings.broker.publish_timeout();
-        match completion::publish(
+        let started = std::time::Instant::now();
+        let published = completion::publish(
             channel,
             &self.topology,
             &self.name,
@@ -357,9 +387,12 @@ impl<F: Function> Worker<F> {
             reply_to,
             timeout,
         )
-        .await
-        {
-            Ok(()) => Settlement::Done,
+        .await;
+        match published {
+            Ok(()) => {
+                self.metrics.completion(started.elapsed());
+                Settlement::Done
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "publishing the completion failed; the job will be redelivered");
                 Settlement::Retry
@@ -391,7 +424,10 @@ impl<F: Function> Worker<F> {
         )
         .await;
         match published {
-            Ok(()) => ack(delivery).await,
+            Ok(()) => {
+                self.metrics.dead();
+                ack(delivery).await;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "dead-lettering failed; handing the message back");
                 tokio::time::sleep(Duration::from_secs(1)).await;

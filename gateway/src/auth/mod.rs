@@ -24,6 +24,10 @@ pub use dev_key::DevKey;
 pub use limit::{EntityLimiter, LimitSettings, Limited, Policy};
 
 use crate::error::ApiError;
+use crate::metrics::Rejection;
+
+/// The answer to a key that was revoked or outlived its lifetime (counted as `expired`).
+const EXPIRED: &str = "the API key is revoked or expired";
 use crate::identity::{Tenants, account};
 use crate::state::AppState;
 use crate::store::auth::KeyRecord;
@@ -95,7 +99,7 @@ impl Authenticator {
                 key_id: Some(key.record.id),
                 admin: key.admin,
             }),
-            Some(_) => Err(ApiError::Unauthorized("the API key is revoked or expired")),
+            Some(_) => Err(ApiError::Unauthorized(EXPIRED)),
             None => Err(ApiError::Unauthorized("the API key is not valid")),
         }
     }
@@ -160,6 +164,7 @@ impl FromRequestParts<AppState> for Admin {
         if caller.admin {
             Ok(Self(caller))
         } else {
+            state.metrics.rejected(Rejection::Forbidden);
             Err(ApiError::Forbidden(
                 "this endpoint is for admins: members of the tenant's admin group".into(),
             ))
@@ -171,15 +176,29 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = presented_key(&parts.headers).ok_or(ApiError::Unauthorized(
-            "send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-        ))?;
-        let caller = state.auth.authenticate(presented).await?;
+        let Some(presented) = presented_key(&parts.headers) else {
+            state.metrics.rejected(Rejection::Missing);
+            return Err(ApiError::Unauthorized(
+                "send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            ));
+        };
+        let caller = state.auth.authenticate(presented).await.inspect_err(|e| {
+            if let ApiError::Unauthorized(why) = e {
+                state.metrics.rejected(if *why == EXPIRED {
+                    Rejection::Expired
+                } else {
+                    Rejection::Invalid
+                });
+            }
+        })?;
         state
             .auth
             .limiter
             .check(caller.entity_id)
-            .map_err(ApiError::RateLimited)?;
+            .map_err(|limited| {
+                state.metrics.rate_limited();
+                ApiError::RateLimited(limited)
+            })?;
         Ok(caller)
     }
 }

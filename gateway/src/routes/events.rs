@@ -140,7 +140,12 @@ async fn receive(
     state
         .auth
         .limiter
-        .check_more(caller.entity_id, events.len() - 1)?;
+        .check_more(caller.entity_id, events.len() - 1)
+        .inspect_err(|e| {
+            if matches!(e, ApiError::RateLimited(_)) {
+                state.metrics.rate_limited();
+            }
+        })?;
     // Every event is checked before any is accepted: a batch is taken whole or not at all.
     let incoming = events
         .iter()

@@ -94,18 +94,32 @@ impl Activity {
         api: ManagementApi,
         topology: Topology,
         interval: Duration,
+        metrics: Arc<crate::metrics::GatewayMetrics>,
         shutdown: CancellationToken,
     ) {
         let mut ticker = tokio::time::interval(interval);
+        let mut ticks: u64 = 0;
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
+            // Dead letters change rarely and only feed metrics: read them every 10th tick.
+            let read_dead = ticks.is_multiple_of(10);
+            ticks += 1;
             for (function, tx) in &self.functions {
+                if read_dead {
+                    match api.depth(&topology.dead_queue(function)).await {
+                        Ok(dead) => metrics.dead_letters(function, dead.ready + dead.unacked),
+                        Err(e) => {
+                            tracing::debug!(%function, error = %e, "reading the dead-letter depth failed")
+                        }
+                    }
+                }
                 match api.depth(&topology.function_queue(function)).await {
                     Ok(depth) => tx.send_modify(|a| {
+                        metrics.queue(function, depth);
                         if a.depth != depth {
                             tracing::debug!(%function, ready = depth.ready, unacked = depth.unacked, "queue depth");
                         }
@@ -161,6 +175,7 @@ mod tests {
             depth: Depth {
                 ready: 0,
                 unacked: 3,
+                consumers: 1,
             },
             ..Default::default()
         };

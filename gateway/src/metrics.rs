@@ -1,0 +1,226 @@
+//! The gateway's metrics (`/metrics`, on `http.metrics_addr` when set so the public ingress
+//! never serves them): requests by route and status, accepted jobs, authentication and rate
+//! limit rejections, websocket connections, queue depths (with the push scaler's poller),
+//! publish confirms and readiness. Routes are the matched templates (`/jobs/{id}`), never raw
+//! paths, so label sets stay bounded.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use surge_autoscale::depth::Depth;
+use surge_contract::job::FunctionName;
+use surge_contract::metrics::{
+    Counter, FunctionLabel, FunctionState, ProcessMetrics, Timings, seconds, timings,
+};
+
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Why a caller was turned away before its request ran.
+#[derive(Debug, Clone, Copy)]
+pub enum Rejection {
+    /// No credential at all.
+    Missing,
+    /// A credential that is not one (unknown, forged, malformed).
+    Invalid,
+    /// Revoked or past its lifetime.
+    Expired,
+    /// Known, but not allowed (an admin endpoint).
+    Forbidden,
+}
+
+#[derive(Debug)]
+pub struct GatewayMetrics {
+    pub process: ProcessMetrics,
+    requests: Family<RequestLabels, Counter>,
+    durations: Timings<RouteLabels>,
+    accepted: Family<FunctionLabel, Counter>,
+    rejections: Family<ReasonLabel, Counter>,
+    rate_limited: Counter,
+    pub ws_connections: Gauge,
+    queue_messages: Family<FunctionState, Gauge>,
+    queue_consumers: Family<FunctionLabel, Gauge>,
+}
+
+impl GatewayMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            process: ProcessMetrics::register(registry),
+            requests: Family::default(),
+            durations: timings(),
+            accepted: Family::default(),
+            rejections: Family::default(),
+            rate_limited: Counter::default(),
+            ws_connections: Gauge::default(),
+            queue_messages: Family::default(),
+            queue_consumers: Family::default(),
+        };
+        registry.register(
+            "surge_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "surge_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method",
+            metrics.durations.clone(),
+        );
+        registry.register(
+            "surge_jobs_accepted",
+            "Jobs recorded and published, by function",
+            metrics.accepted.clone(),
+        );
+        registry.register(
+            "surge_auth_rejections",
+            "Requests refused before they ran: missing, invalid, expired credentials; forbidden",
+            metrics.rejections.clone(),
+        );
+        registry.register(
+            "surge_rate_limited",
+            "Requests refused with 429 because an entity was over its rate limit",
+            metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "surge_ws_connections",
+            "Open websocket connections on this replica",
+            metrics.ws_connections.clone(),
+        );
+        registry.register(
+            "surge_queue_messages",
+            "Messages in a function's queues (ready, unacked, dead), as the broker reports them",
+            metrics.queue_messages.clone(),
+        );
+        registry.register(
+            "surge_queue_consumers",
+            "Consumers of a function's queue, as the broker reports them",
+            metrics.queue_consumers.clone(),
+        );
+        metrics
+    }
+
+    pub fn accepted(&self, function: &FunctionName) {
+        self.accepted
+            .get_or_create(&FunctionLabel {
+                function: function.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn rejected(&self, why: Rejection) {
+        let reason = match why {
+            Rejection::Missing => "missing",
+            Rejection::Invalid => "invalid",
+            Rejection::Expired => "expired",
+            Rejection::Forbidden => "forbidden",
+        };
+        self.rejections.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// A function's queue as the poller last read it.
+    pub fn queue(&self, function: &FunctionName, depth: Depth) {
+        let function = function.to_string();
+        for (state, value) in [("ready", depth.ready), ("unacked", depth.unacked)] {
+            self.queue_gauge(&function, state, value);
+        }
+        self.queue_consumers
+            .get_or_create(&FunctionLabel {
+                function: function.clone(),
+            })
+            .set(i64::try_from(depth.consumers).unwrap_or(i64::MAX));
+    }
+
+    /// Messages in a function's dead-letter queue.
+    pub fn dead_letters(&self, function: &FunctionName, messages: u64) {
+        self.queue_gauge(&function.to_string(), "dead", messages);
+    }
+
+    fn queue_gauge(&self, function: &str, state: &str, value: u64) {
+        self.queue_messages
+            .get_or_create(&FunctionState {
+                function: function.to_owned(),
+                state: state.to_owned(),
+            })
+            .set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+
+    fn request(&self, route: String, method: String, status: u16, took: Duration) {
+        self.durations
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+                method: method.clone(),
+            })
+            .observe(seconds(took));
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method,
+                status,
+            })
+            .inc();
+    }
+}
+
+/// Middleware: counts and times every request by its route template. Paths that match no
+/// route count as `unmatched` (their number is unbounded; the label is not).
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .request(route, method, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// `GET /metrics`.
+pub async fn serve(State(state): State<AppState>) -> Response {
+    let ready = !state.shutdown.is_cancelled()
+        && state.bus.is_connected()
+        && surge_contract::settings::database_answers(&state.pool).await;
+    state.metrics.process.ready.set(i64::from(ready));
+    let connections = state.bus.hub().connections();
+    state
+        .metrics
+        .ws_connections
+        .set(i64::try_from(connections).unwrap_or(i64::MAX));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(surge_contract::metrics::CONTENT_TYPE),
+        )],
+        surge_contract::metrics::render(&state.registry),
+    )
+        .into_response()
+}

@@ -31,7 +31,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS surge_$run WITH (FORCE)" >/dev/null 2>&1 || true
+  [ -n "${SURGE_FUZZ_KEEP:-}" ] || psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS surge_$run WITH (FORCE)" >/dev/null 2>&1 || true
   for q in echo sleep settings; do
     for name in "fn.$q" "fn.$q.dead"; do
       curl -fsS -o /dev/null -u guest:guest -X DELETE "http://127.0.0.1:15672/api/queues/%2f/$run-$name" || true

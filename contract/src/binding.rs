@@ -129,11 +129,36 @@ pub fn json_data(event: &Event) -> Result<serde_json::Value, BindingError> {
         content_type: content_type.clone(),
         reason,
     };
-    match event.data() {
-        None => Ok(serde_json::Value::Null),
-        Some(Data::Json(v)) => Ok(v.clone()),
-        Some(Data::Binary(b)) => serde_json::from_slice(b).map_err(|e| not_json(e.to_string())),
-        Some(Data::String(s)) => serde_json::from_str(s).map_err(|e| not_json(e.to_string())),
+    let value = match event.data() {
+        None => serde_json::Value::Null,
+        Some(Data::Json(v)) => v.clone(),
+        Some(Data::Binary(b)) => serde_json::from_slice(b).map_err(|e| not_json(e.to_string()))?,
+        Some(Data::String(s)) => serde_json::from_str(s).map_err(|e| not_json(e.to_string()))?,
+    };
+    storable(&value).map_err(not_json)?;
+    Ok(value)
+}
+
+/// The largest magnitude of a JSON number Surge stores. Postgres keeps `jsonb` numbers as
+/// exact decimals and prints one near `f64::MAX` as a 309-digit integer that JSON parsers
+/// (serde_json among them) reject as out of range: such a job could be stored but never read
+/// back. Refusing them at the door keeps every stored document readable.
+pub const MAX_NUMBER: f64 = 1e308;
+
+/// Whether every number in `value` is within ±`MAX_NUMBER`; the error names the first that
+/// is not.
+pub fn storable(value: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if x.abs() > MAX_NUMBER => Err(format!(
+                "the number {n} is beyond ±1e308, which Surge does not store"
+            )),
+            _ => Ok(()),
+        },
+        Value::Array(items) => items.iter().try_for_each(storable),
+        Value::Object(members) => members.values().try_for_each(storable),
+        _ => Ok(()),
     }
 }
 

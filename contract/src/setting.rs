@@ -46,6 +46,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 /// Checks a value before it is stored: its size, and the shape of the settings Surge itself
 /// reads (`known`).
 pub fn validate_value(name: &str, value: &Value) -> Result<(), String> {
+    crate::binding::storable(value)?;
     let len = serde_json::to_string(value).map_or(usize::MAX, |s| s.len());
     if len > MAX_VALUE_BYTES {
         return Err(format!(

@@ -74,8 +74,8 @@ pub async fn accept(
     let message = job_message(JobRequest {
         id,
         function,
-        tenant: &caller.tenant,
-        entity: caller.entity_id,
+        owner: Some((&caller.tenant, caller.entity_id)),
+        origin: None,
         created_at,
         input,
         trace,

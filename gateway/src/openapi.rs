@@ -31,6 +31,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "settings", description = "Server settings: every caller reads, admins write"),
         (name = "identity", description = "Logging in through a tenant's OpenID provider, and the caller's API keys"),
         (name = "push", description = "Completions pushed over a WebSocket"),
+        (name = "admin", description = "Operations: dead jobs and their replay (admins)"),
         (name = "health", description = "Probes"),
     ),
     components(schemas(Problem))
@@ -199,6 +200,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 20, "every route is documented");
+        assert_eq!(operations, 23, "every route is documented");
     }
 }

@@ -310,6 +310,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::tokens::router())
         .merge(routes::login::router())
         .merge(crate::ws::router())
+        .merge(routes::admin::router())
         .merge(routes::health::router())
 }
 

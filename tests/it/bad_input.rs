@@ -151,3 +151,20 @@ async fn health_answers_without_a_key_and_readiness_reports_the_links() {
         "ready"
     );
 }
+
+/// Found by schemathesis: Postgres hands a number near `f64::MAX` back as a 309-digit
+/// integer that JSON parsers refuse, so such a job could be stored and never read again.
+#[tokio::test]
+async fn a_number_storage_cannot_give_back_is_400_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let body = problem(
+        app.post_job("echo", &json!({"x": [1, f64::MAX]})).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(body["type"], "urn:surge:problem:invalid-json");
+    assert!(body["detail"].as_str().unwrap().contains("1e308"), "{body}");
+    assert_eq!(app.count("job").await, 0);
+    let listed = app.request(Method::GET, "/jobs").send().await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+}

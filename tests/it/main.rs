@@ -6,6 +6,7 @@
 
 mod api_keys;
 mod bad_input;
+mod dead_letters;
 mod events;
 mod exactly_once;
 mod faults;

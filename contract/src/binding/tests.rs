@@ -227,3 +227,11 @@ proptest! {
         prop_assert_eq!(json_data(&back).unwrap(), json_data(&event).unwrap());
     }
 }
+
+#[test]
+fn numbers_postgres_cannot_hand_back_are_refused() {
+    assert!(storable(&serde_json::json!({"a": [1, 2.5, -1e300, 1e308]})).is_ok());
+    let err = storable(&serde_json::json!({"a": [1, {"b": f64::MAX}]})).unwrap_err();
+    assert!(err.contains("1e308"), "{err}");
+    assert!(storable(&serde_json::json!(-1.7976931348623157e308)).is_err());
+}

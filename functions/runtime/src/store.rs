@@ -134,7 +134,8 @@ pub async fn succeed(
 }
 
 /// Ends a running job as `failed` or `dead` with its problem, keeping it among the attempts'
-/// errors. `None`: the job was no longer running.
+/// errors (so a replayed job that dies again keeps both reasons). A dead job is also listed in
+/// `dead_job`, in the same statement. `None`: the job was no longer running.
 pub async fn finish_with_error(
     pool: &PgPool,
     id: JobId,
@@ -143,10 +144,18 @@ pub async fn finish_with_error(
 ) -> Result<Finished, sqlx::Error> {
     sqlx::query_scalar!(
         r#"
-        UPDATE job SET state = $2, error = $3, attempt_errors = attempt_errors || jsonb_build_array($3::jsonb),
-                       finished_at = now(), updated_at = now()
-        WHERE id = $1 AND state = 'running'
-        RETURNING finished_at AS "finished_at!"
+        WITH finished AS (
+            UPDATE job SET state = $2, error = $3,
+                           attempt_errors = attempt_errors || jsonb_build_array($3::jsonb),
+                           finished_at = now(), updated_at = now()
+            WHERE id = $1 AND state = 'running'
+            RETURNING id, function, state, finished_at
+        ), listed AS (
+            INSERT INTO dead_job (job_id, function, died_at)
+            SELECT id, function, finished_at FROM finished WHERE state = 'dead'
+            ON CONFLICT (job_id) DO UPDATE SET died_at = EXCLUDED.died_at
+        )
+        SELECT finished_at AS "finished_at!" FROM finished
         "#,
         id.0,
         state as JobState,

@@ -237,8 +237,12 @@ impl<F: Function> Worker<F> {
         };
         self.metrics.handler(outcome, started.elapsed());
         let output = match result.and_then(|out| {
-            serde_json::to_value(out)
-                .map_err(|e| HandlerError::permanent("Output cannot be serialized", e.to_string()))
+            let value = serde_json::to_value(out).map_err(|e| {
+                HandlerError::permanent("Output cannot be serialized", e.to_string())
+            })?;
+            surge_contract::binding::storable(&value)
+                .map_err(|e| HandlerError::permanent("Output cannot be stored", e))?;
+            Ok(value)
         }) {
             Ok(output) => output,
             Err(HandlerError::Permanent { title, detail }) => {

@@ -14,8 +14,11 @@ use surge_contract::job::{FunctionName, GATEWAY_SOURCE, JobId, ext};
 pub struct JobRequest<'a> {
     pub id: JobId,
     pub function: &'a FunctionName,
-    pub tenant: &'a str,
-    pub entity: uuid::Uuid,
+    /// The owner's tenant and entity; `None` for a job a trusted producer published (replayed).
+    pub owner: Option<(&'a str, uuid::Uuid)>,
+    /// The event's `source` and `id` when they are not the gateway's (a trusted producer's
+    /// job, replayed): the runtime finds the job by them.
+    pub origin: Option<(&'a str, &'a str)>,
     pub created_at: DateTime<Utc>,
     pub input: serde_json::Value,
     pub trace: HashMap<String, String>,
@@ -33,15 +36,19 @@ pub enum RequestError {
 /// Builds the AMQP message of a job's request event.
 pub fn job_message(request: JobRequest<'_>) -> Result<AmqpMessage, RequestError> {
     let id = request.id.to_string();
+    let (source, event_id) = request.origin.unwrap_or((GATEWAY_SOURCE, &id));
     let mut builder = EventBuilderV10::new()
-        .id(id.clone())
-        .source(GATEWAY_SOURCE)
+        .id(event_id)
+        .source(source)
         .ty(request.function.event_type())
         .subject(id.clone())
         .time(request.created_at)
-        .extension(ext::TENANT, request.tenant)
-        .extension(ext::ENTITY, request.entity.to_string())
         .data("application/json", request.input);
+    if let Some((tenant, entity)) = request.owner {
+        builder = builder
+            .extension(ext::TENANT, tenant)
+            .extension(ext::ENTITY, entity.to_string());
+    }
     for (name, value) in request.trace {
         builder = builder.extension(&name, value);
     }

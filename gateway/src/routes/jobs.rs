@@ -72,6 +72,7 @@ async fn submit(
     let body = body.map_err(|e| body_error(&e, state.http.body_limit_bytes))?;
     let input: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidJson(format!("the body is not JSON: {e}")))?;
+    surge_contract::binding::storable(&input).map_err(ApiError::InvalidJson)?;
     let prefer = Preferences::parse(&headers);
     let key = idempotency_key(&headers)?;
     let submission = Submission {

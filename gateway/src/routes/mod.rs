@@ -1,5 +1,7 @@
 //! HTTP routes, one module per resource; the router is assembled in `startup`.
 
+/// `/admin/dead/{function}`: dead jobs and their replay.
+pub mod admin;
 /// `POST /events`: CloudEvents from producers.
 pub mod events;
 /// `/healthz`, `/readyz`.

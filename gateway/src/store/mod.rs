@@ -2,6 +2,7 @@
 //! query that crosses tenants cannot be written by accident.
 
 pub mod auth;
+pub mod dead;
 pub mod entities;
 pub mod flows;
 pub mod jobs;

@@ -1,0 +1,256 @@
+//! `/admin/dead/{function}`: the dead jobs of a function (out of attempts), with every reason
+//! they failed, and their replay. A replay is a new delivery of the same job id — its record is
+//! `queued` again with its attempts reset and its errors kept — so the runtime's exactly-once
+//! rules still hold, and a replayed job that dies again is listed again with both deaths in
+//! `attempt_errors`.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use surge_contract::job::{FunctionName, JobId};
+use surge_contract::telemetry::trace_context;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Admin, Caller};
+use crate::bus::{JobRequest, job_message};
+use crate::error::ApiError;
+use crate::openapi::Problem;
+use crate::state::AppState;
+use crate::store::dead::{self, DeadRow};
+
+/// Jobs replayed by one `replay` of a whole function, at most.
+const MAX_REPLAY: i64 = 1000;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(replay_all))
+        .routes(routes!(replay_one))
+}
+
+/// A dead job, with why it died.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadJob {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: JobId,
+    pub function: String,
+    /// The owner's tenant and entity; absent for a job a trusted producer published.
+    pub tenant: Option<String>,
+    pub entity_id: Option<Uuid>,
+    pub attempts: i32,
+    pub input: Option<Value>,
+    /// The problem it died with.
+    pub error: Option<Value>,
+    /// Every failed attempt's problem, oldest first, across replays.
+    pub attempt_errors: Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub died_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A page of dead jobs, newest death first.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadPage {
+    pub jobs: Vec<DeadJob>,
+    /// Pass as `before` for the next page.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub next_before: Option<JobId>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Replayed {
+    /// The jobs queued again.
+    #[schema(value_type = Vec<String>)]
+    pub replayed: Vec<JobId>,
+}
+
+impl From<DeadRow> for DeadJob {
+    fn from(row: DeadRow) -> Self {
+        Self {
+            id: row.id,
+            function: row.function,
+            tenant: row.tenant,
+            entity_id: row.owner_id,
+            attempts: row.attempts,
+            input: row.input,
+            error: row.error,
+            attempt_errors: row.attempt_errors,
+            created_at: row.created_at,
+            died_at: row.died_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DeadParams {
+    /// Jobs per page, 1 to `http.max_page_size`.
+    #[param(minimum = 1, default = 20)]
+    limit: Option<i64>,
+    /// The `next_before` of the previous page.
+    #[param(format = Uuid)]
+    before: Option<String>,
+}
+
+/// List dead jobs
+///
+/// Admins only: the dead jobs of a function (of the admin's tenant, and those no tenant
+/// owns), newest death first, with the problem each died with and every attempt's error.
+#[utoipa::path(get, path = "/admin/dead/{function}", tag = "admin", operation_id = "list_dead_jobs",
+    params(("function" = String, Path, description = "The function", example = "echo"), DeadParams),
+    responses(
+        (status = 200, description = "A page of dead jobs", body = DeadPage),
+        (status = 400, description = "`limit` or `before` is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such function", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(function): Path<String>,
+    params: Result<Query<DeadParams>, QueryRejection>,
+) -> Result<Json<DeadPage>, ApiError> {
+    let function = served(&state, &function)?;
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let max = state.http.max_page_size;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {max}"
+        )));
+    }
+    let before = params
+        .before
+        .map(|b| b.parse::<JobId>())
+        .transpose()
+        .map_err(|_| ApiError::BadRequest("before must be a job id".into()))?;
+    let rows = dead::list(
+        &state.pool,
+        &caller.tenant,
+        function.as_str(),
+        before,
+        limit,
+    )
+    .await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(DeadPage {
+        jobs: rows.into_iter().map(DeadJob::from).collect(),
+        next_before,
+    }))
+}
+
+/// Replay every dead job
+///
+/// Admins only: queues again (at most 1000 per call, oldest first) the dead jobs of a
+/// function listed for the admin.
+#[utoipa::path(post, path = "/admin/dead/{function}/replay", tag = "admin", operation_id = "replay_dead_jobs",
+    params(("function" = String, Path, description = "The function", example = "echo")),
+    responses(
+        (status = 200, description = "The jobs queued again", body = Replayed),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such function", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn replay_all(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(function): Path<String>,
+) -> Result<Json<Replayed>, ApiError> {
+    let function = served(&state, &function)?;
+    let ids = dead::ids(&state.pool, &caller.tenant, function.as_str(), MAX_REPLAY).await?;
+    let mut replayed = Vec::with_capacity(ids.len());
+    for id in ids {
+        match replay(&state, &caller, &function, id).await {
+            Ok(true) => replayed.push(id),
+            Ok(false) => {}
+            Err(ApiError::Unavailable(why)) => {
+                return Err(ApiError::Unavailable(format!(
+                    "{why} ({} replayed before this one)",
+                    replayed.len()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Json(Replayed { replayed }))
+}
+
+/// Replay one dead job
+///
+/// Admins only: queues the dead job again under its own id.
+#[utoipa::path(post, path = "/admin/dead/{function}/{id}/replay", tag = "admin", operation_id = "replay_dead_job",
+    params(
+        ("function" = String, Path, description = "The function", example = "echo"),
+        ("id" = String, Path, description = "The dead job's id", format = Uuid),
+    ),
+    responses(
+        (status = 200, description = "Queued again", body = Replayed),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such function, or no such dead job", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn replay_one(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path((function, id)): Path<(String, String)>,
+) -> Result<Json<Replayed>, ApiError> {
+    let function = served(&state, &function)?;
+    let not_found = || ApiError::NotFound(format!("no dead job {id} of {function}"));
+    let job: JobId = id.parse().map_err(|_| not_found())?;
+    if replay(&state, &caller, &function, job).await? {
+        Ok(Json(Replayed {
+            replayed: vec![job],
+        }))
+    } else {
+        Err(not_found())
+    }
+}
+
+/// Queues one dead job again: its record first (in a transaction whose row lock keeps a
+/// worker from seeing it before the commit), then the confirmed publish, then the commit. A
+/// failed publish rolls back: the job stays dead and listed. `false`: no such dead job.
+async fn replay(
+    state: &AppState,
+    caller: &Caller,
+    function: &FunctionName,
+    id: JobId,
+) -> Result<bool, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let Some(job) = dead::revive(&mut tx, &caller.tenant, function.as_str(), id).await? else {
+        return Ok(false);
+    };
+    let message = job_message(JobRequest {
+        id: job.id,
+        function,
+        owner: job.tenant.as_deref().zip(job.owner_id),
+        origin: Some((&job.event_source, &job.event_id)),
+        created_at: job.created_at,
+        input: job.input.unwrap_or(Value::Null),
+        trace: trace_context(&tracing::Span::current()),
+        reply_to: None,
+    })
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    if let Err(e) = state.bus.publish_job(function, &message).await {
+        tracing::warn!(error = %e, %id, "publishing a replay failed; the job stays dead");
+        return Err(ApiError::Unavailable(format!(
+            "job {id} could not be queued again; it is still dead, retry"
+        )));
+    }
+    tx.commit().await?;
+    tracing::info!(%id, %function, admin = %caller.entity_id, "dead job replayed");
+    state.activity.published(function);
+    Ok(true)
+}
+
+/// A function whose dead jobs may be listed: a served one, or `settings`.
+fn served(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {
+    FunctionName::parse(name)
+        .ok()
+        .filter(|f| state.functions.contains(f) || f.as_str() == surge_contract::setting::FUNCTION)
+        .ok_or_else(|| ApiError::UnknownFunction(name.to_owned()))
+}

@@ -1,0 +1,129 @@
+//! `dead_job` and the dead jobs it lists, for admins. Every query is scoped to the admin's
+//! tenant: an admin sees the dead jobs of its own tenant's entities, and those no tenant owns
+//! (published straight to the broker by a trusted producer, which only the platform runs).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use surge_contract::job::JobId;
+use uuid::Uuid;
+
+/// A dead job with its reasons.
+#[derive(Debug, Clone)]
+pub struct DeadRow {
+    pub id: JobId,
+    pub function: String,
+    pub tenant: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub attempts: i32,
+    pub input: Option<Value>,
+    pub error: Option<Value>,
+    pub attempt_errors: Value,
+    pub created_at: DateTime<Utc>,
+    pub died_at: DateTime<Utc>,
+}
+
+/// The dead jobs of `function` visible to `tenant`'s admins, newest death first; `before`
+/// (a job id from the previous page) pages on.
+pub async fn list(
+    pool: &PgPool,
+    tenant: &str,
+    function: &str,
+    before: Option<JobId>,
+    limit: i64,
+) -> Result<Vec<DeadRow>, sqlx::Error> {
+    sqlx::query_as!(
+        DeadRow,
+        r#"
+        SELECT j.id AS "id: JobId", j.function, e.tenant AS "tenant?", j.owner_id, j.attempts,
+               j.input, j.error, j.attempt_errors, j.created_at, d.died_at
+        FROM dead_job d
+        JOIN job j ON j.id = d.job_id
+        LEFT JOIN entity e ON e.id = j.owner_id
+        WHERE d.function = $1
+          AND (j.owner_id IS NULL OR e.tenant = $2)
+          AND ($3::uuid IS NULL OR (d.died_at, d.job_id) <
+               (SELECT died_at, job_id FROM dead_job WHERE job_id = $3))
+        ORDER BY d.died_at DESC, d.job_id DESC
+        LIMIT $4
+        "#,
+        function,
+        tenant,
+        before.map(|b| b.0),
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The ids of up to `limit` dead jobs of `function` visible to `tenant`, oldest death first.
+pub async fn ids(
+    pool: &PgPool,
+    tenant: &str,
+    function: &str,
+    limit: i64,
+) -> Result<Vec<JobId>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        SELECT d.job_id AS "id: JobId"
+        FROM dead_job d
+        JOIN job j ON j.id = d.job_id
+        LEFT JOIN entity e ON e.id = j.owner_id
+        WHERE d.function = $1 AND (j.owner_id IS NULL OR e.tenant = $2)
+        ORDER BY d.died_at, d.job_id
+        LIMIT $3
+        "#,
+        function,
+        tenant,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// What a replay publishes again.
+#[derive(Debug)]
+pub struct Revived {
+    pub id: JobId,
+    pub owner_id: Option<Uuid>,
+    pub tenant: Option<String>,
+    pub event_source: String,
+    pub event_id: String,
+    pub input: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Takes a dead job off the list and makes it `queued` with its attempts reset (the runtime
+/// would otherwise find it out of attempts at once); its attempt errors stay. Runs in the
+/// caller's transaction, whose row lock keeps a worker from claiming the job until the replay
+/// is committed. `None`: no such dead job for this tenant.
+pub async fn revive(
+    tx: &mut PgConnection,
+    tenant: &str,
+    function: &str,
+    id: JobId,
+) -> Result<Option<Revived>, sqlx::Error> {
+    sqlx::query_as!(
+        Revived,
+        r#"
+        WITH listed AS (
+            DELETE FROM dead_job d
+            USING job j LEFT JOIN entity e ON e.id = j.owner_id
+            WHERE d.job_id = $3 AND d.function = $2 AND j.id = d.job_id
+              AND (j.owner_id IS NULL OR e.tenant = $1)
+            RETURNING d.job_id, e.tenant
+        )
+        UPDATE job SET state = 'queued', attempts = 0, error = NULL, result = NULL,
+                       started_at = NULL, finished_at = NULL, updated_at = now()
+        FROM listed
+        WHERE job.id = listed.job_id AND job.state = 'dead'
+        RETURNING job.id AS "id: JobId", job.owner_id, listed.tenant AS "tenant?",
+                  job.event_source, job.event_id, job.input, job.created_at
+        "#,
+        tenant,
+        function,
+        id.0,
+    )
+    .fetch_optional(tx)
+    .await
+}

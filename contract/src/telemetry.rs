@@ -55,10 +55,11 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Installs the global subscriber for `service`. Call once, inside the tokio runtime.
-    pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<Self> {
+    pub fn init(service: &str, settings: &TelemetrySettings) -> anyhow::Result<Self> {
+        let service = service.to_owned();
         let mut builder = SdkTracerProvider::builder().with_resource(
             opentelemetry_sdk::Resource::builder()
-                .with_service_name(service)
+                .with_service_name(service.clone())
                 .build(),
         );
         if let Some(endpoint) = &settings.otlp_endpoint {
@@ -119,6 +120,16 @@ pub fn trace_context(span: &tracing::Span) -> HashMap<String, String> {
 pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
     let parent = TraceContextPropagator::new().extract(carrier);
     let _ = span.set_parent(parent);
+    record_trace_id(span);
+}
+
+/// Records the span's trace id in its `trace_id` field (declared `Empty` where the span is
+/// made), so every log line inside it names the trace to look up.
+pub fn record_trace_id(span: &tracing::Span) {
+    let context = trace_context(span);
+    if let Some(id) = context.get("traceparent").and_then(|tp| trace_id_of(tp)) {
+        span.record("trace_id", id);
+    }
 }
 
 /// The trace id in a `traceparent` value (`00-<trace id>-<span id>-<flags>`).

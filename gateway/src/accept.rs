@@ -8,6 +8,8 @@ use serde_json::Value;
 use surge_contract::job::{FunctionName, GATEWAY_SOURCE, JobId};
 use surge_contract::telemetry::trace_context;
 
+use tracing::Instrument as _;
+
 use crate::auth::Caller;
 use crate::bus::{Completion, JobRequest, Waiter, job_message};
 use crate::error::ApiError;
@@ -49,7 +51,17 @@ pub async fn accept(
         wait,
     } = submission;
     let id = JobId::new();
-    let trace = trace_context(&tracing::Span::current());
+    // The job's own span: the function's spans are its children (its context travels in the
+    // event), so a trace reads request → publish → consume → handle → completion → reply.
+    let publish = tracing::info_span!(
+        "publish",
+        otel.name = %format!("publish {function}"),
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.destination.name = %function,
+        job_id = %id,
+    );
+    let trace = trace_context(&publish);
     let new = NewJob {
         id,
         owner: caller.entity_id,
@@ -83,7 +95,11 @@ pub async fn accept(
     })
     .map_err(|e| ApiError::Internal(e.into()))?;
     let started = std::time::Instant::now();
-    let mut published = state.bus.publish_job(function, &message).await;
+    let mut published = state
+        .bus
+        .publish_job(function, &message)
+        .instrument(publish.clone())
+        .await;
     let mut unconfirmed = false;
     if let Err(e) = &published
         && e.may_have_been_queued()
@@ -93,7 +109,11 @@ pub async fn accept(
         tracing::warn!(error = %e, %id, "a job's publish is unconfirmed; sending it again");
         unconfirmed = true;
         state.bus.wait_connected(state.bus.publish_timeout()).await;
-        published = state.bus.publish_job(function, &message).await;
+        published = state
+            .bus
+            .publish_job(function, &message)
+            .instrument(publish.clone())
+            .await;
     }
     if let Err(e) = published {
         drop(waiter);

@@ -337,9 +337,11 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let span = tracing::info_span!(
         "http",
         otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
         method = %request.method(),
         path = %request.uri().path(),
         job_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     let carrier = ["traceparent", "tracestate"]
         .into_iter()

@@ -7,6 +7,7 @@ mod database;
 mod function;
 mod gateway;
 mod identity;
+mod otlp;
 mod prometheus;
 
 pub use broker::{BrokerProbe, close_connections_named};
@@ -14,6 +15,7 @@ pub use database::TestDatabase;
 pub use function::{FunctionProcess, bin_dir, log_dir};
 pub use gateway::{Replica, TEST_API_KEY, TestApp, TestAppBuilder};
 pub use identity::{Browser, IdentityProvider, Landing, idp_dir};
+pub use otlp::{OtlpReceiver, ReceivedSpan, SpanKind, tree};
 pub use prometheus::{Prometheus, Sample};
 
 use std::future::Future;

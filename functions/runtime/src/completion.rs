@@ -11,6 +11,8 @@ use surge_contract::job::{FunctionName, completion_routing_key, completion_type,
 use surge_contract::telemetry::trace_context;
 use surge_contract::topology::Topology;
 
+use tracing::Instrument as _;
+
 use crate::store::JobRecord;
 
 /// Where a completion goes besides `surge.events`.
@@ -32,7 +34,14 @@ pub async fn publish(
     let Some(outcome) = job.state.outcome() else {
         return Ok(());
     };
-    let event = build(function, request, job)?;
+    let span = tracing::info_span!(
+        "completion",
+        otel.name = %format!("publish {function} completion"),
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+    );
+    // Built inside its span, so the completion carries the span's context to the reply.
+    let event = span.in_scope(|| build(function, request, job))?;
     let entity = job.owner_id.map(|id| id.to_string());
     let key = completion_routing_key(job.tenant.as_deref(), entity.as_deref(), function, outcome);
     let message = binding::encode(event)
@@ -44,10 +53,12 @@ pub async fn publish(
         // The reply queue may be gone (its gateway died): not mandatory, the caller can poll.
         Some(reply) => {
             let to_reply = publish_confirmed(channel, "", &reply.queue, &message, false, timeout);
-            let (a, b) = tokio::join!(to_events, to_reply);
+            let (a, b) = async { tokio::join!(to_events, to_reply) }
+                .instrument(span)
+                .await;
             a.and(b)
         }
-        None => to_events.await,
+        None => to_events.instrument(span).await,
     }
 }
 

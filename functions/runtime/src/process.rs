@@ -23,7 +23,8 @@ use crate::worker::Worker;
 pub async fn run<F: Function>(function: F) -> anyhow::Result<()> {
     let file = std::env::var_os("SURGE_CONFIG").map(std::path::PathBuf::from);
     let settings: RuntimeSettings = settings::load(file.as_deref()).context("loading settings")?;
-    let telemetry = Telemetry::init("surge-function", &settings.telemetry)?;
+    // Each function is its own service in traces: `surge-echo`, `surge-sleep`…
+    let telemetry = Telemetry::init(&format!("surge-{}", F::NAME), &settings.telemetry)?;
     let shutdown = shutdown::on_signal()?;
     let result = run_with(function, settings, shutdown).await;
     if let Err(e) = &result {

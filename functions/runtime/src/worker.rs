@@ -103,11 +103,18 @@ impl<F: Function> Worker<F> {
         let span = tracing::info_span!(
             "job",
             otel.name = %format!("process {}", self.name),
+            otel.kind = "consumer",
             function = %self.name,
             job_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
             event_id = %event.id(),
         );
         set_parent(&span, &trace_carrier(&event));
+        // A gateway's job is known by its event id from the first line on; a trusted
+        // producer's gets its id at the claim.
+        if *event.source() == surge_contract::job::GATEWAY_SOURCE {
+            span.record("job_id", event.id());
+        }
         self.run(
             channel,
             &event,
@@ -217,7 +224,13 @@ impl<F: Function> Worker<F> {
             owner: job.owner_id,
             tx: &mut tx,
         };
-        let run = AssertUnwindSafe(self.function.handle(input, &mut ctx)).catch_unwind();
+        let handler = tracing::info_span!(
+            "handler",
+            otel.name = %format!("handle {}", self.name),
+            attempt = job.attempts,
+        );
+        let run = AssertUnwindSafe(self.function.handle(input, &mut ctx).instrument(handler))
+            .catch_unwind();
         let timeout = self.settings.function.timeout();
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(timeout, run).await {

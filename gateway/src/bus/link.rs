@@ -266,8 +266,16 @@ impl LinkHandler for Replies {
         };
         match binding::decode(&delivery.properties, &delivery.data) {
             Ok(event) => {
+                // The reply closes the job's trace: a child of the function's completion span.
+                let span = tracing::info_span!(
+                    "reply",
+                    otel.name = "receive completion",
+                    otel.kind = "consumer",
+                    job_id = %job,
+                );
+                surge_contract::telemetry::set_parent(&span, &trace_carrier(&event));
                 // No waiter: the caller timed out or left; it can read the job record.
-                self.waiters.complete(job, event);
+                span.in_scope(|| self.waiters.complete(job, event));
             }
             Err(e) => tracing::warn!(%job, error = %e, "an undecodable reply was dropped"),
         }
@@ -365,4 +373,15 @@ fn change_event(completion: &cloudevents::Event) -> Result<cloudevents::Event, S
         )
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// The W3C trace context an event carries in its extensions.
+fn trace_carrier(event: &cloudevents::Event) -> std::collections::HashMap<String, String> {
+    [
+        surge_contract::job::ext::TRACEPARENT,
+        surge_contract::job::ext::TRACESTATE,
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name.to_owned(), event.extension(name)?.to_string())))
+    .collect()
 }

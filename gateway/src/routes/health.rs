@@ -45,6 +45,11 @@ async fn healthz() -> Json<Health> {
         (status = 503, description = "Not ready: the broker or the database is unreachable", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::Unavailable(
+            "draining: this replica is shutting down".into(),
+        ));
+    }
     if !state.bus.is_connected() {
         return Err(ApiError::Unavailable("the broker link is down".into()));
     }

@@ -379,18 +379,50 @@ impl TestApp {
         ]);
         let process = FunctionProcess::spawn(function, &env, &log);
         let url = format!("http://{addr}");
+        self.wait_ready(&format!("{function} (http mode)"), &url)
+            .await;
+        (process, url)
+    }
+
+    /// Spawns the gateway binary as its own process, as production runs it, on this test's
+    /// database and broker prefix with the development key (`extra` on top); waits until it is
+    /// ready and returns it with its base URL. (The in-process gateway shares the test's
+    /// tracing subscriber; this one has its own logs and exporter.)
+    pub async fn start_gateway_process(
+        &mut self,
+        extra: &[(&str, &str)],
+    ) -> (FunctionProcess, String) {
+        let addr = crate::free_addr().to_string();
+        let mut env = self.function_env(extra);
+        env.extend([
+            ("SURGE_HTTP__ADDR".to_owned(), addr.clone()),
+            ("SURGE_DEV__API_KEY".to_owned(), TEST_API_KEY.to_owned()),
+            ("SURGE_LIMITS__PER_SECOND".to_owned(), "0".to_owned()),
+        ]);
+        self.spawned += 1;
+        let process = FunctionProcess::spawn_binary(
+            &crate::bin_dir().join("surge"),
+            &["gateway"],
+            &env,
+            &format!("{}gateway-{}", self.prefix, self.spawned),
+        );
+        let url = format!("http://{addr}");
+        self.wait_ready("the gateway process", &url).await;
+        (process, url)
+    }
+
+    async fn wait_ready(&self, what: &str, url: &str) {
         let ready = format!("{url}/readyz");
         let client = self.client.clone();
         eventually(
-            &format!("{function} (http mode) to be ready"),
-            Duration::from_secs(15),
+            &format!("{what} to be ready"),
+            Duration::from_secs(20),
             || async {
                 let r = client.get(&ready).send().await.ok()?;
                 r.status().is_success().then_some(())
             },
         )
         .await;
-        (process, url)
     }
 
     /// The job's state as recorded.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use surge_tests::{FunctionProcess, TEST_API_KEY, TestApp, bin_dir, eventually, free_addr};
+use surge_tests::{TEST_API_KEY, TestApp, eventually};
 
 /// The JSON lines of a log, each parsed (a line that is not JSON fails the test).
 fn lines(log: &str) -> Vec<Value> {
@@ -28,28 +28,7 @@ async fn json_logs_name_the_job_and_trace_on_every_line_and_hold_no_secret() {
         ("SURGE_TELEMETRY__LOG_FILTER", "debug"),
     ];
     let sleep = app.start_function("sleep", &json_logs).await;
-    let addr = free_addr().to_string();
-    let mut env = app.function_env(&json_logs);
-    env.extend([
-        ("SURGE_HTTP__ADDR".to_owned(), addr.clone()),
-        ("SURGE_DEV__API_KEY".to_owned(), TEST_API_KEY.to_owned()),
-    ]);
-    let gateway = FunctionProcess::spawn_binary(
-        &bin_dir().join("surge"),
-        &["gateway"],
-        &env,
-        &format!("{}gateway-json", app.prefix),
-    );
-    let url = format!("http://{addr}");
-    eventually(
-        "the gateway process to be ready",
-        Duration::from_secs(20),
-        || async {
-            let ready = app.client.get(format!("{url}/readyz")).send().await.ok()?;
-            ready.status().is_success().then_some(())
-        },
-    )
-    .await;
+    let (gateway, url) = app.start_gateway_process(&json_logs).await;
 
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     // A job that fails: the runtime logs it, inside the job's span.

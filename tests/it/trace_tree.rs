@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use surge_tests::{
-    FunctionProcess, OtlpReceiver, ReceivedSpan, SpanKind, TEST_API_KEY, TestApp, bin_dir,
-    eventually, free_addr, tree,
-};
+use surge_tests::{OtlpReceiver, ReceivedSpan, SpanKind, TEST_API_KEY, TestApp, tree};
 
 #[tokio::test]
 async fn a_jobs_spans_form_one_tree_from_request_to_reply() {
@@ -24,29 +21,7 @@ async fn a_jobs_spans_form_one_tree_from_request_to_reply() {
     ];
     let _echo = app.start_function("echo", &export).await;
     // The gateway as its own process (the in-process one shares the test's subscriber).
-    let addr = free_addr().to_string();
-    let mut env = app.function_env(&export);
-    env.extend([
-        ("SURGE_HTTP__ADDR".to_owned(), addr.clone()),
-        ("SURGE_DEV__API_KEY".to_owned(), TEST_API_KEY.to_owned()),
-        ("SURGE_LIMITS__PER_SECOND".to_owned(), "0".to_owned()),
-    ]);
-    let _gateway = FunctionProcess::spawn_binary(
-        &bin_dir().join("surge"),
-        &["gateway"],
-        &env,
-        &format!("{}gateway-otlp", app.prefix),
-    );
-    let url = format!("http://{addr}");
-    eventually(
-        "the gateway process to be ready",
-        Duration::from_secs(20),
-        || async {
-            let ready = app.client.get(format!("{url}/readyz")).send().await.ok()?;
-            ready.status().is_success().then_some(())
-        },
-    )
-    .await;
+    let (_gateway, url) = app.start_gateway_process(&export).await;
 
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let caller_span = "00f067aa0ba902b7";

@@ -19,6 +19,7 @@ use crate::auth::{Admin, Caller};
 use crate::bus::{JobRequest, job_message};
 use crate::error::ApiError;
 use crate::openapi::Problem;
+use crate::routes::jobs::{next_before, page};
 use crate::state::AppState;
 use crate::store::dead::{self, DeadRow};
 
@@ -117,18 +118,7 @@ async fn list(
 ) -> Result<Json<DeadPage>, ApiError> {
     let function = served(&state, &function)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let max = state.http.max_page_size;
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=max).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {max}"
-        )));
-    }
-    let before = params
-        .before
-        .map(|b| b.parse::<JobId>())
-        .transpose()
-        .map_err(|_| ApiError::BadRequest("before must be a job id".into()))?;
+    let (limit, before) = page(params.limit, params.before, state.http.max_page_size)?;
     let rows = dead::list(
         &state.pool,
         &caller.tenant,
@@ -137,9 +127,7 @@ async fn list(
         limit,
     )
     .await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next_before = next_before(&rows, limit, |r| r.id);
     Ok(Json(DeadPage {
         jobs: rows.into_iter().map(DeadJob::from).collect(),
         next_before,

@@ -170,26 +170,39 @@ async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let max = state.http.max_page_size;
-    let limit = params.limit.unwrap_or(20);
+    let (limit, before) = page(params.limit, params.before, state.http.max_page_size)?;
+    let rows = jobs::list(&state.pool, caller.entity_id, before, limit).await?;
+    let next_before = next_before(&rows, limit, |r| r.id);
+    Ok(Json(JobPage {
+        jobs: rows.into_iter().map(JobView::from).collect(),
+        next_before,
+    }))
+}
+
+/// A keyset page's `limit` (1 to `max`, 20 by default) and `before` (a job id).
+pub(crate) fn page(
+    limit: Option<i64>,
+    before: Option<String>,
+    max: i64,
+) -> Result<(i64, Option<JobId>), ApiError> {
+    let limit = limit.unwrap_or(20);
     if !(1..=max).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
             "limit must be between 1 and {max}"
         )));
     }
-    let before = params
-        .before
+    let before = before
         .map(|b| b.parse::<JobId>())
         .transpose()
         .map_err(|_| ApiError::BadRequest("before must be a job id".into()))?;
-    let rows = jobs::list(&state.pool, caller.entity_id, before, limit).await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
-    Ok(Json(JobPage {
-        jobs: rows.into_iter().map(JobView::from).collect(),
-        next_before,
-    }))
+    Ok((limit, before))
+}
+
+/// The `before` of the next page: the last row's id when the page is full.
+pub(crate) fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> JobId) -> Option<JobId> {
+    (rows.len() as i64 == limit)
+        .then(|| rows.last().map(id))
+        .flatten()
 }
 
 pub(crate) fn known_function(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SURGE_BIN_DIR:-target/debug}
-st=$(command -v schemathesis || echo "$HOME/.local/bin/schemathesis")
+st=$(command -v schemathesis || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/schemathesis")
 out=target/schemathesis
 rm -rf "$out"; mkdir -p "$out/logs"
 say() { echo "schemathesis: $*" >&2; }
@@ -67,7 +67,7 @@ status=0
   --report junit,json,har --report-junit-path "$out/junit.xml" \
   --report-json-path "$out/run.json" --report-har-path "$out/run.har" \
   > "$out/output.txt" 2>&1 || status=$?
-python3 - "$out" <<'PY'
+python3 - "$out" <<'PY' || say "no report to summarise"
 import json, sys
 out = sys.argv[1]
 har = json.load(open(f"{out}/run.har"))["log"]["entries"]

@@ -59,7 +59,7 @@ fi
 # promtool (Debian's prometheus package) checks and unit-tests the alert rules (tests/manifests).
 # Only the tool is wanted: the package's postinst starts a Prometheus server where services may
 # start (containers' policy-rc.d refuses it); stop and disable such a server at once.
-if ! command -v promtool >/dev/null 2>&1; then
+if ! command -v promtool >/dev/null 2>&1 || [ ! -x /usr/bin/prometheus ]; then
   say "installing Debian's prometheus package (promtool, for the alert rule tests)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null 2>&1 || true

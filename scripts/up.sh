@@ -53,6 +53,8 @@ for tenant in local partner; do
   tenants+=("{name=\"$tenant\", issuer=\"http://127.0.0.1:$port/$tenant\", client_id=\"surge-$tenant\", client_secret=\"$secret\", redirect_url=\"http://$SURGE_HTTP__ADDR/callback\", admin_group=\"admins\", accept_bearer=true}")
 done
 export SURGE_TENANTS="[$(IFS=,; echo "${tenants[*]}")]"
+# alice of `local` runs the platform (server settings); `partner`'s admins manage their own.
+export SURGE_IDENTITY__OPERATOR_TENANTS=${SURGE_IDENTITY__OPERATOR_TENANTS:-'["local"]'}
 
 
 "$bin/surge" gateway > "$state/logs/gateway.log" 2>&1 &

@@ -123,6 +123,14 @@ pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
     record_trace_id(span);
 }
 
+/// The W3C trace context a CloudEvent carries in its extensions (distributed tracing).
+pub fn event_trace_context(event: &cloudevents::Event) -> HashMap<String, String> {
+    [crate::job::ext::TRACEPARENT, crate::job::ext::TRACESTATE]
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), event.extension(name)?.to_string())))
+        .collect()
+}
+
 /// Records the span's trace id in its `trace_id` field (declared `Empty` where the span is
 /// made), so every log line inside it names the trace to look up.
 pub fn record_trace_id(span: &tracing::Span) {

@@ -192,6 +192,10 @@ pub struct IdentitySettings {
     pub default_key_seconds: i64,
     /// Lifetime of the token `/login` returns when the provider does not say.
     pub login_token_seconds: i64,
+    /// Tenants whose admins are platform operators: they write server settings and see the
+    /// dead jobs no tenant owns. Empty: the admins of the only tenant (or the development
+    /// key's) when at most one is configured; nobody's when several are.
+    pub operator_tenants: Vec<String>,
 }
 
 impl Default for IdentitySettings {
@@ -203,6 +207,7 @@ impl Default for IdentitySettings {
             flow_ttl_s: 600,
             default_key_seconds: 30 * 24 * 3_600,
             login_token_seconds: 3_600,
+            operator_tenants: Vec::new(),
         }
     }
 }

@@ -25,14 +25,30 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
-    method: String,
+    method: &'static str,
+}
+
+/// The method as a label: the standard ones by name, any invented one as `other` (a client
+/// may send any token as a method; labels must stay a small set).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -171,11 +187,11 @@ impl GatewayMetrics {
             .set(i64::try_from(value).unwrap_or(i64::MAX));
     }
 
-    fn request(&self, route: String, method: String, status: u16, took: Duration) {
+    fn request(&self, route: String, method: &'static str, status: u16, took: Duration) {
         self.durations
             .get_or_create(&RouteLabels {
                 route: route.clone(),
-                method: method.clone(),
+                method,
             })
             .observe(seconds(took));
         self.requests
@@ -195,7 +211,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     state

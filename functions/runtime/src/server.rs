@@ -116,7 +116,11 @@ async fn receive_event<F: Function>(
     match state.worker.handle(&channel, event, input, reply_to).await {
         Settlement::Done => StatusCode::NO_CONTENT.into_response(),
         Settlement::Retry => retry_later("the job is due another attempt"),
-        Settlement::Reject(reason) => problem(StatusCode::BAD_REQUEST, types::BAD_REQUEST, &reason),
+        Settlement::Reject(reason) => {
+            // Not a job this runtime can take: as dead as a dead-lettered AMQP message.
+            state.metrics.dead();
+            problem(StatusCode::BAD_REQUEST, types::BAD_REQUEST, &reason)
+        }
     }
 }
 

@@ -2,7 +2,6 @@
 //! completion with a confirm, and only then ack. A crash anywhere before the ack redelivers the
 //! message, and the job's record then answers it without running the handler again.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +45,8 @@ pub struct Worker<F: Function> {
 enum RunOutcome {
     /// The job is finished (by this run or an earlier delivery): publish its record.
     Finished(JobRecord),
+    /// This delivery wrote the job's final state: count it, then publish its record.
+    Decided(JobRecord),
     /// Another attempt is due: hand the message back.
     Retry,
 }
@@ -109,7 +110,10 @@ impl<F: Function> Worker<F> {
             trace_id = tracing::field::Empty,
             event_id = %event.id(),
         );
-        set_parent(&span, &trace_carrier(&event));
+        set_parent(
+            &span,
+            &surge_contract::telemetry::event_trace_context(&event),
+        );
         // A gateway's job is known by its event id from the first line on; a trusted
         // producer's gets its id at the claim.
         if *event.source() == surge_contract::job::GATEWAY_SOURCE {
@@ -166,9 +170,6 @@ impl<F: Function> Worker<F> {
         } else if let Some(waited) = since_created() {
             self.metrics.queue_wait(waited);
         }
-        // Whether this delivery decides the job's end (not a redelivery answered from the record).
-        let deciding = !job.state.is_terminal();
-
         let outcome = if job.state.is_terminal() {
             tracing::info!(
                 state = job.state.as_str(),
@@ -188,12 +189,13 @@ impl<F: Function> Worker<F> {
             self.attempt(job, input).await
         };
         match outcome {
+            RunOutcome::Decided(job) => {
+                // Counted where its end is recorded: once, whatever becomes of the publish.
+                self.metrics.finished(job.state, since_created());
+                self.complete(channel, event, &job, reply_to.as_ref()).await
+            }
             RunOutcome::Finished(job) => {
-                let settled = self.complete(channel, event, &job, reply_to.as_ref()).await;
-                if deciding && settled == Settlement::Done {
-                    self.metrics.finished(job.state, since_created());
-                }
-                settled
+                self.complete(channel, event, &job, reply_to.as_ref()).await
             }
             RunOutcome::Retry => Settlement::Retry,
         }
@@ -275,7 +277,7 @@ impl<F: Function> Worker<F> {
         };
         match store::succeed(&mut tx, job.id, &output).await {
             Ok(Some(finished_at)) => match tx.commit().await {
-                Ok(()) => RunOutcome::Finished(JobRecord {
+                Ok(()) => RunOutcome::Decided(JobRecord {
                     state: JobState::Succeeded,
                     result: Some(output),
                     finished_at: Some(finished_at),
@@ -358,7 +360,7 @@ impl<F: Function> Worker<F> {
                     detail = problem.detail.as_deref().unwrap_or(""),
                     "job finished without a result"
                 );
-                RunOutcome::Finished(JobRecord {
+                RunOutcome::Decided(JobRecord {
                     state,
                     error: Some(json),
                     finished_at: Some(finished_at),
@@ -514,20 +516,6 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
-}
-
-fn trace_carrier(event: &Event) -> HashMap<String, String> {
-    [
-        surge_contract::job::ext::TRACEPARENT,
-        surge_contract::job::ext::TRACESTATE,
-    ]
-    .into_iter()
-    .filter_map(|name| {
-        event
-            .extension(name)
-            .map(|v| (name.to_owned(), v.to_string()))
-    })
-    .collect()
 }
 
 async fn ack(delivery: Delivery) {

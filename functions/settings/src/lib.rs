@@ -54,6 +54,11 @@ async fn create(
     value: Value,
 ) -> Result<Changed, HandlerError> {
     setting::validate_value(name, &value).map_err(invalid)?;
+    // Creates are serialised (a transaction-scoped advisory lock, taken before the count's
+    // snapshot), so concurrent ones cannot together pass the cap.
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('surge.settings.create'))")
+        .execute(&mut *db)
+        .await?;
     let count = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM settings"#)
         .fetch_one(&mut *db)
         .await?;

@@ -63,7 +63,7 @@ pub struct Authenticator {
     pub keys: KeyCache,
     pub subjects: SubjectCache,
     pub tenants: Arc<Tenants>,
-    pub limiter: EntityLimiter,
+    pub limiter: Arc<EntityLimiter>,
 }
 
 impl Authenticator {
@@ -168,6 +168,28 @@ impl FromRequestParts<AppState> for Admin {
             Err(ApiError::Forbidden(
                 "this endpoint is for admins: members of the tenant's admin group".into(),
             ))
+        }
+    }
+}
+
+/// An admin of a tenant listed in `identity.operator_tenants`: the platform's operators, who
+/// change what every tenant shares (server settings) and see what no tenant owns.
+#[derive(Debug, Clone)]
+pub struct Operator(pub Caller);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Admin(caller) = Admin::from_request_parts(parts, state).await?;
+        if state.tenants.is_operator_tenant(&caller.tenant) {
+            Ok(Self(caller))
+        } else {
+            state.metrics.rejected(Rejection::Forbidden);
+            Err(ApiError::Forbidden(format!(
+                "this is for platform operators: admins of the tenants in identity.operator_tenants, which does not list {}",
+                caller.tenant
+            )))
         }
     }
 }

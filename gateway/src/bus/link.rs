@@ -273,7 +273,10 @@ impl LinkHandler for Replies {
                     otel.kind = "consumer",
                     job_id = %job,
                 );
-                surge_contract::telemetry::set_parent(&span, &trace_carrier(&event));
+                surge_contract::telemetry::set_parent(
+                    &span,
+                    &surge_contract::telemetry::event_trace_context(&event),
+                );
                 // No waiter: the caller timed out or left; it can read the job record.
                 span.in_scope(|| self.waiters.complete(job, event));
             }
@@ -293,8 +296,9 @@ impl Replies {
             return;
         };
         if function == setting::FUNCTION {
+            // Every replica applies the change; the writer's own connections also get the
+            // job's completion below, like any other of their jobs.
             self.settings_change(delivery, words.next());
-            return;
         }
         let Ok(entity) = entity.parse() else {
             return;
@@ -373,15 +377,4 @@ fn change_event(completion: &cloudevents::Event) -> Result<cloudevents::Event, S
         )
         .build()
         .map_err(|e| e.to_string())
-}
-
-/// The W3C trace context an event carries in its extensions.
-fn trace_carrier(event: &cloudevents::Event) -> std::collections::HashMap<String, String> {
-    [
-        surge_contract::job::ext::TRACEPARENT,
-        surge_contract::job::ext::TRACESTATE,
-    ]
-    .into_iter()
-    .filter_map(|name| Some((name.to_owned(), event.extension(name)?.to_string())))
-    .collect()
 }

@@ -35,6 +35,15 @@ fn issuer_key(issuer: &str) -> &str {
 }
 
 impl Tenants {
+    /// Whether an admin of `tenant` is a platform operator (see `identity.operator_tenants`).
+    pub fn is_operator_tenant(&self, tenant: &str) -> bool {
+        if self.settings.operator_tenants.is_empty() {
+            self.by_name.len() <= 1
+        } else {
+            self.settings.operator_tenants.iter().any(|t| t == tenant)
+        }
+    }
+
     pub fn new(
         tenants: &[TenantSettings],
         settings: &IdentitySettings,

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::openapi::Problem;
 use crate::routes::jobs::{next_before, page};
 use crate::state::AppState;
-use crate::store::dead::{self, DeadRow};
+use crate::store::dead::{self, DeadRow, Viewer};
 
 /// Jobs replayed by one `replay` of a whole function, at most.
 const MAX_REPLAY: i64 = 1000;
@@ -121,7 +121,7 @@ async fn list(
     let (limit, before) = page(params.limit, params.before, state.http.max_page_size)?;
     let rows = dead::list(
         &state.pool,
-        &caller.tenant,
+        viewer(&state, &caller),
         function.as_str(),
         before,
         limit,
@@ -142,6 +142,7 @@ async fn list(
     params(("function" = String, Path, description = "The function", example = "echo")),
     responses(
         (status = 200, description = "The jobs queued again", body = Replayed),
+        (status = 400, description = "`settings`: dead writes are not replayed", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such function", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -150,8 +151,14 @@ async fn replay_all(
     Admin(caller): Admin,
     Path(function): Path<String>,
 ) -> Result<Json<Replayed>, ApiError> {
-    let function = served(&state, &function)?;
-    let ids = dead::ids(&state.pool, &caller.tenant, function.as_str(), MAX_REPLAY).await?;
+    let function = replayable(&state, &function)?;
+    let ids = dead::ids(
+        &state.pool,
+        viewer(&state, &caller),
+        function.as_str(),
+        MAX_REPLAY,
+    )
+    .await?;
     let mut replayed = Vec::with_capacity(ids.len());
     for id in ids {
         match replay(&state, &caller, &function, id).await {
@@ -179,6 +186,7 @@ async fn replay_all(
     ),
     responses(
         (status = 200, description = "Queued again", body = Replayed),
+        (status = 400, description = "`settings`: dead writes are not replayed", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such function, or no such dead job", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -187,7 +195,7 @@ async fn replay_one(
     Admin(caller): Admin,
     Path((function, id)): Path<(String, String)>,
 ) -> Result<Json<Replayed>, ApiError> {
-    let function = served(&state, &function)?;
+    let function = replayable(&state, &function)?;
     let not_found = || ApiError::NotFound(format!("no dead job {id} of {function}"));
     let job: JobId = id.parse().map_err(|_| not_found())?;
     if replay(&state, &caller, &function, job).await? {
@@ -209,7 +217,8 @@ async fn replay(
     id: JobId,
 ) -> Result<bool, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let Some(job) = dead::revive(&mut tx, &caller.tenant, function.as_str(), id).await? else {
+    let Some(job) = dead::revive(&mut tx, viewer(state, caller), function.as_str(), id).await?
+    else {
         return Ok(false);
     };
     let message = job_message(JobRequest {
@@ -217,7 +226,8 @@ async fn replay(
         function,
         owner: job.tenant.as_deref().zip(job.owner_id),
         origin: Some((&job.event_source, &job.event_id)),
-        created_at: job.created_at,
+        // The event's time is the replay's: the time the job lay dead is not queue wait.
+        created_at: chrono::Utc::now(),
         input: job.input.unwrap_or(Value::Null),
         trace: trace_context(&tracing::Span::current()),
         reply_to: None,
@@ -233,6 +243,28 @@ async fn replay(
     tracing::info!(%id, %function, admin = %caller.entity_id, "dead job replayed");
     state.activity.published(function);
     Ok(true)
+}
+
+/// Whose dead jobs the caller sees: its tenant's, and as an operator those nobody owns.
+fn viewer<'a>(state: &AppState, caller: &'a Caller) -> Viewer<'a> {
+    Viewer {
+        tenant: &caller.tenant,
+        operator: state.tenants.is_operator_tenant(&caller.tenant),
+    }
+}
+
+/// A function whose dead jobs may be replayed: not `settings`, whose old writes would land
+/// over newer ones (a settings write that died is written again, with a fresh `If-Match`).
+fn replayable(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {
+    let function = served(state, name)?;
+    if function.as_str() == surge_contract::setting::FUNCTION {
+        return Err(ApiError::BadRequest(
+            "dead settings writes are not replayed: an old write would land over newer ones; \
+             read the setting and write it again"
+                .into(),
+        ));
+    }
+    Ok(function)
 }
 
 /// A function whose dead jobs may be listed: a served one, or `settings`.

@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accept::{Accepted, Submission, accept, wait};
-use crate::auth::{Admin, Caller};
+use crate::auth::{Caller, Operator};
 use crate::error::ApiError;
 use crate::openapi::Problem as ProblemDoc;
 use crate::routes::jobs::{accepted, idempotency_key};
@@ -129,7 +129,7 @@ async fn show(
 
 /// Create a setting
 ///
-/// Admins only. Performed by the `settings` function and answered when done; past the wait,
+/// Platform operators only (admins of a tenant in `identity.operator_tenants`). Performed by the `settings` function and answered when done; past the wait,
 /// `202` with the job to follow.
 #[utoipa::path(post, path = "/settings", tag = "settings", operation_id = "create_setting",
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat returns the first outcome")),
@@ -139,14 +139,14 @@ async fn show(
             ("ETag" = String, description = "`\"1\"`"), ("Location" = String, description = "`/settings/{name}`"))),
         (status = 202, description = "Not done within the wait: the job", body = JobView, headers(("Location" = String, description = "`/jobs/{id}`"))),
         (status = 400, description = "Not JSON, or a malformed header", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not a platform operator (an admin of a tenant in `identity.operator_tenants`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The setting exists (change it with PUT), or there are as many settings as allowed", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the gateway accepts", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A bad name or value, or an Idempotency-Key used for another request", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn create(
     State(state): State<AppState>,
-    Admin(caller): Admin,
+    Operator(caller): Operator,
     headers: HeaderMap,
     body: Result<Json<NewSetting>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -171,7 +171,7 @@ async fn create(
 
 /// Change a setting
 ///
-/// Admins only, with `If-Match`: the `ETag` read (the write happens only if nobody changed
+/// Platform operators only, with `If-Match`: the `ETag` read (the write happens only if nobody changed
 /// the setting since: else `412`), or `*` for any version.
 #[utoipa::path(put, path = "/settings/{name}", tag = "settings", operation_id = "update_setting",
     params(
@@ -184,7 +184,7 @@ async fn create(
         (status = 200, description = "Changed", body = SettingView, headers(("ETag" = String, description = "The new version"))),
         (status = 202, description = "Not done within the wait: the job", body = JobView, headers(("Location" = String, description = "`/jobs/{id}`"))),
         (status = 400, description = "Not JSON, or a malformed header", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not a platform operator (an admin of a tenant in `identity.operator_tenants`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such setting", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "Changed since it was read: `current_version` says to what", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the gateway accepts", body = ProblemDoc, content_type = "application/problem+json"),
@@ -193,7 +193,7 @@ async fn create(
     ))]
 async fn replace(
     State(state): State<AppState>,
-    Admin(caller): Admin,
+    Operator(caller): Operator,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Json<SettingValue>, JsonRejection>,
@@ -214,7 +214,7 @@ async fn replace(
 
 /// Delete a setting
 ///
-/// Admins only, with `If-Match` as for `PUT`.
+/// Platform operators only, with `If-Match` as for `PUT`.
 #[utoipa::path(delete, path = "/settings/{name}", tag = "settings", operation_id = "delete_setting",
     params(
         ("name" = String, Path, description = "The setting's name", example = "greeting"),
@@ -225,7 +225,7 @@ async fn replace(
         (status = 204, description = "Deleted"),
         (status = 202, description = "Not done within the wait: the job", body = JobView, headers(("Location" = String, description = "`/jobs/{id}`"))),
         (status = 400, description = "A malformed header", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not a platform operator (an admin of a tenant in `identity.operator_tenants`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such setting", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "Changed since it was read: `current_version` says to what", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A bad name, or an Idempotency-Key used for another request", body = ProblemDoc, content_type = "application/problem+json"),
@@ -233,7 +233,7 @@ async fn replace(
     ))]
 async fn remove(
     State(state): State<AppState>,
-    Admin(caller): Admin,
+    Operator(caller): Operator,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

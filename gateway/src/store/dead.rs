@@ -1,6 +1,6 @@
 //! `dead_job` and the dead jobs it lists, for admins. Every query is scoped to the admin's
-//! tenant: an admin sees the dead jobs of its own tenant's entities, and those no tenant owns
-//! (published straight to the broker by a trusted producer, which only the platform runs).
+//! tenant: an admin sees the dead jobs of its own tenant's entities; platform operators also
+//! see those no tenant owns (published straight to the broker by a trusted producer).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -23,11 +23,19 @@ pub struct DeadRow {
     pub died_at: DateTime<Utc>,
 }
 
-/// The dead jobs of `function` visible to `tenant`'s admins, newest death first; `before`
-/// (a job id from the previous page) pages on.
+/// Whose dead jobs an admin sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub tenant: &'a str,
+    /// A platform operator: also the jobs no tenant owns.
+    pub operator: bool,
+}
+
+/// The dead jobs of `function` the viewer sees, newest death first; `before` (a job id from
+/// the previous page) pages on.
 pub async fn list(
     pool: &PgPool,
-    tenant: &str,
+    viewer: Viewer<'_>,
     function: &str,
     before: Option<JobId>,
     limit: i64,
@@ -41,25 +49,26 @@ pub async fn list(
         JOIN job j ON j.id = d.job_id
         LEFT JOIN entity e ON e.id = j.owner_id
         WHERE d.function = $1
-          AND (j.owner_id IS NULL OR e.tenant = $2)
+          AND (e.tenant = $2 OR (j.owner_id IS NULL AND $5))
           AND ($3::uuid IS NULL OR (d.died_at, d.job_id) <
                (SELECT died_at, job_id FROM dead_job WHERE job_id = $3))
         ORDER BY d.died_at DESC, d.job_id DESC
         LIMIT $4
         "#,
         function,
-        tenant,
+        viewer.tenant,
         before.map(|b| b.0),
         limit,
+        viewer.operator,
     )
     .fetch_all(pool)
     .await
 }
 
-/// The ids of up to `limit` dead jobs of `function` visible to `tenant`, oldest death first.
+/// The ids of up to `limit` dead jobs of `function` the viewer sees, oldest death first.
 pub async fn ids(
     pool: &PgPool,
-    tenant: &str,
+    viewer: Viewer<'_>,
     function: &str,
     limit: i64,
 ) -> Result<Vec<JobId>, sqlx::Error> {
@@ -69,13 +78,14 @@ pub async fn ids(
         FROM dead_job d
         JOIN job j ON j.id = d.job_id
         LEFT JOIN entity e ON e.id = j.owner_id
-        WHERE d.function = $1 AND (j.owner_id IS NULL OR e.tenant = $2)
+        WHERE d.function = $1 AND (e.tenant = $2 OR (j.owner_id IS NULL AND $4))
         ORDER BY d.died_at, d.job_id
         LIMIT $3
         "#,
         function,
-        tenant,
+        viewer.tenant,
         limit,
+        viewer.operator,
     )
     .fetch_all(pool)
     .await
@@ -96,22 +106,29 @@ pub struct Revived {
 /// Takes a dead job off the list and makes it `queued` with its attempts reset (the runtime
 /// would otherwise find it out of attempts at once); its attempt errors stay. Runs in the
 /// caller's transaction, whose row lock keeps a worker from claiming the job until the replay
-/// is committed. `None`: no such dead job for this tenant.
+/// is committed. `None`: no such dead job for the viewer, or another replay holds it right
+/// now (skipped, not waited for: two replays of one job must not both publish it).
 pub async fn revive(
     tx: &mut PgConnection,
-    tenant: &str,
+    viewer: Viewer<'_>,
     function: &str,
     id: JobId,
 ) -> Result<Option<Revived>, sqlx::Error> {
     sqlx::query_as!(
         Revived,
         r#"
-        WITH listed AS (
-            DELETE FROM dead_job d
-            USING job j LEFT JOIN entity e ON e.id = j.owner_id
-            WHERE d.job_id = $3 AND d.function = $2 AND j.id = d.job_id
-              AND (j.owner_id IS NULL OR e.tenant = $1)
-            RETURNING d.job_id, e.tenant
+        WITH mine AS (
+            SELECT d.job_id, e.tenant
+            FROM dead_job d
+            JOIN job j ON j.id = d.job_id
+            LEFT JOIN entity e ON e.id = j.owner_id
+            WHERE d.job_id = $3 AND d.function = $2
+              AND (e.tenant = $1 OR (j.owner_id IS NULL AND $4))
+            FOR UPDATE OF d SKIP LOCKED
+        ), listed AS (
+            DELETE FROM dead_job d USING mine
+            WHERE d.job_id = mine.job_id
+            RETURNING d.job_id, mine.tenant
         )
         UPDATE job SET state = 'queued', attempts = 0, error = NULL, result = NULL,
                        started_at = NULL, finished_at = NULL, updated_at = now()
@@ -120,9 +137,10 @@ pub async fn revive(
         RETURNING job.id AS "id: JobId", job.owner_id, listed.tenant AS "tenant?",
                   job.event_source, job.event_id, job.input, job.created_at
         "#,
-        tenant,
+        viewer.tenant,
         function,
         id.0,
+        viewer.operator,
     )
     .fetch_optional(tx)
     .await

@@ -14,13 +14,22 @@ pub struct SettingRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Every setting, by name (at most `MAX_SETTINGS`: the function refuses more).
+/// Every setting, sorted by name in byte order (the cache binary-searches it; the database's
+/// collation may order `_ . -` otherwise). At most `MAX_SETTINGS`: the function refuses more.
 pub async fn all(pool: &PgPool) -> Result<Vec<SettingRow>, sqlx::Error> {
-    sqlx::query_as!(
+    let mut rows = sqlx::query_as!(
         SettingRow,
         "SELECT name, value, version, updated_at FROM settings ORDER BY name LIMIT $1",
         MAX_SETTINGS
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    if rows.len() as i64 == MAX_SETTINGS {
+        tracing::warn!(
+            max = MAX_SETTINGS,
+            "as many settings as allowed exist; any beyond are not read"
+        );
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(rows)
 }

@@ -39,6 +39,8 @@ pub enum ApiError {
     ProviderUnavailable(String),
     #[error("{0}")]
     PreconditionRequired(String),
+    #[error("{0}")]
+    InvalidSetting(String),
     /// A function's own problem document (the `settings` function's 409, 412, 422), answered
     /// with its status as it is.
     #[error("{}", .0.detail.as_deref().unwrap_or(&.0.title))]
@@ -99,6 +101,11 @@ impl ApiError {
                 StatusCode::BAD_GATEWAY,
                 types::PROVIDER_UNAVAILABLE,
                 "Identity provider unavailable",
+            ),
+            Self::InvalidSetting(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                types::INVALID_SETTING,
+                "Invalid setting",
             ),
             Self::PreconditionRequired(_) => (
                 StatusCode::PRECONDITION_REQUIRED,

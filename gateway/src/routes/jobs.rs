@@ -96,18 +96,28 @@ async fn submit(
 
 /// A repeated `Idempotency-Key`: the first job, if the request is the same.
 fn repeat(first: JobRow, function: &FunctionName, input: &Value) -> Result<Response, ApiError> {
+    let view = same_request(first, function, input)?;
+    Ok(if view.state.is_terminal() {
+        (StatusCode::OK, Json(view)).into_response()
+    } else {
+        accepted(view, false)
+    })
+}
+
+/// The first job of a repeated `Idempotency-Key`, if the repeat asks for the same function
+/// with the same input; `422` otherwise.
+pub(crate) fn same_request(
+    first: JobRow,
+    function: &FunctionName,
+    input: &Value,
+) -> Result<JobView, ApiError> {
     if first.function != function.as_str() || first.input.as_ref() != Some(input) {
         return Err(ApiError::IdempotencyKeyReused(format!(
             "job {} of function {}",
             first.id, first.function
         )));
     }
-    let view = JobView::from(first);
-    Ok(if view.state.is_terminal() {
-        (StatusCode::OK, Json(view)).into_response()
-    } else {
-        accepted(view, false)
-    })
+    Ok(JobView::from(first))
 }
 
 /// Read a job

@@ -334,19 +334,9 @@ async fn outcome(state: &AppState, view: JobView) -> Result<Performed, ApiError>
 
 /// Name and value checks done here too, so a bad request costs no job.
 fn check(name: &str, value: Option<&Value>) -> Result<(), ApiError> {
-    let invalid = |detail: String| {
-        ApiError::Function(Box::new(
-            Problem::new(
-                surge_contract::problem::types::INVALID_SETTING,
-                "Invalid setting",
-            )
-            .with_status(422)
-            .with_detail(detail),
-        ))
-    };
-    setting::validate_name(name).map_err(invalid)?;
+    setting::validate_name(name).map_err(ApiError::InvalidSetting)?;
     if let Some(value) = value {
-        setting::validate_value(name, value).map_err(invalid)?;
+        setting::validate_value(name, value).map_err(ApiError::InvalidSetting)?;
     }
     Ok(())
 }

@@ -237,6 +237,31 @@ impl Hub {
 mod tests {
     use super::*;
 
+    fn follow(member: &Member, function: &str) {
+        member
+            .subscriptions
+            .lock()
+            .unwrap()
+            .functions
+            .insert(function.into());
+    }
+
+    #[test]
+    fn a_broadcast_reaches_every_subscriber_of_its_function_in_every_tenant() {
+        let hub = Hub::default();
+        let (mut a, _) = hub.join("acme", Uuid::now_v7(), 4, 10).unwrap();
+        let (mut b, _) = hub.join("evil", Uuid::now_v7(), 4, 10).unwrap();
+        let (mut c, _) = hub.join("acme", Uuid::now_v7(), 4, 10).unwrap();
+        assert!(!hub.wants_function("settings"));
+        follow(&a, "settings");
+        follow(&b, "settings");
+        follow(&c, "echo");
+        assert!(hub.wants_function("settings"));
+        assert_eq!(hub.broadcast("settings", Arc::from("{}")), 2);
+        assert!(a.queue.try_recv().is_ok() && b.queue.try_recv().is_ok());
+        assert!(c.queue.try_recv().is_err(), "not subscribed to settings");
+    }
+
     fn push(tenant: &str, entity: Uuid, function: &str, job: Uuid) -> Push {
         Push {
             tenant: tenant.into(),
@@ -260,16 +285,8 @@ mod tests {
             0,
             "not subscribed yet"
         );
-        a.subscriptions
-            .lock()
-            .unwrap()
-            .functions
-            .insert("echo".into());
-        b.subscriptions
-            .lock()
-            .unwrap()
-            .functions
-            .insert("echo".into());
+        follow(&a, "echo");
+        follow(&b, "echo");
         assert!(hub.wants("acme", ann, Some(job), "echo"));
         assert_eq!(hub.dispatch(&push("acme", ann, "echo", job)), 1);
         assert!(a.queue.try_recv().is_ok());
@@ -294,12 +311,7 @@ mod tests {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
         let (member, _) = hub.join("acme", ann, 2, 10).unwrap();
-        member
-            .subscriptions
-            .lock()
-            .unwrap()
-            .functions
-            .insert("echo".into());
+        follow(&member, "echo");
         for _ in 0..2 {
             assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 1);
         }
@@ -338,12 +350,7 @@ mod tests {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
         let (member, _) = hub.join("dev.local", ann, 4, 10).unwrap();
-        member
-            .subscriptions
-            .lock()
-            .unwrap()
-            .functions
-            .insert("echo".into());
+        follow(&member, "echo");
         let word = surge_contract::job::topic_word("dev.local");
         assert_eq!(hub.dispatch(&push(&word, ann, "echo", Uuid::now_v7())), 1);
     }

@@ -75,6 +75,8 @@ Functions start from zero when work arrives and go back to zero after their cool
 (capped at ${SURGE_UP_MAX_COOLDOWN:-30} s here), as the ScaledObjects in keda/base say.
 Development API key: $SURGE_DEV__API_KEY   (also in $state/dev-api-key)
 
+Operations console (log in as alice, an admin of local): http://$SURGE_HTTP__ADDR/console
+
 Log in (users alice = admin, bob, carol = unverified; any password) and get an API key:
   http://$SURGE_HTTP__ADDR/token?tenant=local      http://$SURGE_HTTP__ADDR/token?tenant=partner
 

@@ -22,6 +22,17 @@ impl JobId {
     pub fn new() -> Self {
         Self(Uuid::now_v7())
     }
+
+    /// The smallest id a job created at `time` (to the millisecond) can have: `id >= ` it
+    /// selects the jobs created since, through the primary key's order.
+    pub fn first_at(time: chrono::DateTime<chrono::Utc>) -> Self {
+        let ms = u64::try_from(time.timestamp_millis()).unwrap_or(0);
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+        bytes[6] = 0x70; // version 7
+        bytes[8] = 0x80; // RFC 9562 variant
+        Self(Uuid::from_bytes(bytes))
+    }
 }
 
 impl Default for JobId {
@@ -210,6 +221,12 @@ pub fn entity_binding_key(tenant: &str, entity: &str) -> String {
     format!("{}.{}.*.*", word(Some(tenant)), word(Some(entity)))
 }
 
+/// The binding that routes every completion of a tenant's jobs (`<tenant>.*.*.*`), or with
+/// `None` of the jobs no tenant owns (`-.*.*.*`): an admin's tenant-wide `/ws` feed.
+pub fn tenant_binding_key(tenant: Option<&str>) -> String {
+    format!("{}.*.*.*", word(tenant))
+}
+
 /// The binding that routes every successful completion of one function, whoever owns the job:
 /// `*.*.<function>.completed` (gateways follow the `settings` function's this way).
 pub fn function_completions_key(function: &FunctionName) -> String {
@@ -240,6 +257,19 @@ mod tests {
     }
 
     #[test]
+    fn the_first_id_of_a_millisecond_sorts_before_every_id_made_then_or_later() {
+        let now = chrono::Utc::now();
+        let first = JobId::first_at(now);
+        assert_eq!(first.0.get_version_num(), 7);
+        let made = JobId::new();
+        assert!(first <= made, "{first} > {made}");
+        assert!(JobId::first_at(now + chrono::Duration::seconds(2)) > made);
+        let (secs, nanos) = made.0.get_timestamp().unwrap().to_unix();
+        let made_at = chrono::DateTime::from_timestamp(secs as i64, nanos).unwrap();
+        assert!(JobId::first_at(made_at) <= made);
+    }
+
+    #[test]
     fn routing_keys_have_four_words_whatever_the_tenant() {
         let f = FunctionName::parse("echo").unwrap();
         assert_eq!(
@@ -250,6 +280,8 @@ mod tests {
             completion_routing_key(None, None, &f, Outcome::Failed),
             "-.-.echo.failed"
         );
+        assert_eq!(tenant_binding_key(Some("acme.eu")), "acme_eu.*.*.*");
+        assert_eq!(tenant_binding_key(None), "-.*.*.*");
     }
 
     #[test]

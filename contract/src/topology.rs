@@ -201,6 +201,28 @@ impl Topology {
         entity: &str,
     ) -> Result<(), TopologyError> {
         let key = crate::job::entity_binding_key(tenant, entity);
+        self.unbind_events(channel, reply_queue, &key).await
+    }
+
+    /// Routes the completions matching `key` (a `job::*_binding_key`) on `surge.events` to a
+    /// gateway replica's reply queue.
+    pub async fn bind_events(
+        &self,
+        channel: &Channel,
+        reply_queue: &str,
+        key: &str,
+    ) -> Result<(), TopologyError> {
+        self.bind(channel, reply_queue, &self.events_exchange(), key)
+            .await
+    }
+
+    /// Undoes `bind_events`.
+    pub async fn unbind_events(
+        &self,
+        channel: &Channel,
+        reply_queue: &str,
+        key: &str,
+    ) -> Result<(), TopologyError> {
         let exchange = self.events_exchange();
         channel
             .queue_unbind(

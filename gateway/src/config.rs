@@ -235,9 +235,27 @@ impl Default for DevSettings {
     }
 }
 
+/// A tenant's name is also a word of routing keys: no `.`, `*` or `#`, and never `-`, the word
+/// of the jobs no tenant owns (its watchers are operators only).
+fn valid_tenant_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl GatewaySettings {
     /// Checks what serde cannot, naming the setting at fault.
     pub fn validate(&self) -> Result<(), String> {
+        if !valid_tenant_name(&self.dev.tenant) {
+            return Err(format!(
+                "dev.tenant: {:?} is not a valid tenant name (letters, digits, '-' and '_', \
+                 starting with a letter or digit)",
+                self.dev.tenant
+            ));
+        }
         if self.functions.is_empty() {
             return Err(
                 "functions is empty: list at least one function (SURGE_FUNCTIONS=echo,sleep)"
@@ -273,14 +291,10 @@ impl GatewaySettings {
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.tenants {
-            if t.name.is_empty()
-                || !t
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            if !valid_tenant_name(&t.name) {
                 return Err(format!(
-                    "tenants: {:?} is not a valid tenant name (letters, digits, '-' and '_')",
+                    "tenants: {:?} is not a valid tenant name (letters, digits, '-' and '_', \
+                     starting with a letter or digit)",
                     t.name
                 ));
             }
@@ -346,6 +360,16 @@ mod tests {
             serde_json::from_value::<GatewaySettings>(serde_json::json!({"functions": "Bad Name"}))
                 .unwrap_err();
         assert!(err.to_string().contains("invalid function name"), "{err}");
+    }
+
+    #[test]
+    fn a_tenant_name_is_one_routing_word_and_never_the_ownerless_one() {
+        for good in ["acme", "a", "acme-eu", "9lives", "a_b"] {
+            assert!(valid_tenant_name(good), "{good}");
+        }
+        for bad in ["", "-", "-acme", "_x", "acme.eu", "a*", "a#", "a b"] {
+            assert!(!valid_tenant_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "settings", description = "Server settings: every caller reads, admins write"),
         (name = "identity", description = "Logging in through a tenant's OpenID provider, and the caller's API keys"),
         (name = "push", description = "Completions pushed over a WebSocket"),
-        (name = "admin", description = "Operations: dead jobs and their replay (admins)"),
+        (name = "admin", description = "Operations (admins): functions and their figures, the tenant's recent jobs, dead jobs and their replay; the console at `/console` is built on these"),
         (name = "health", description = "Probes"),
     ),
     components(schemas(Problem))
@@ -200,6 +200,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 23, "every route is documented");
+        assert_eq!(operations, 25, "every route is documented");
     }
 }

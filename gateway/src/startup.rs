@@ -133,18 +133,21 @@ impl Application {
         let activity = Activity::new(&deployed, settings.scaler.publish_hold());
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(GatewayMetrics::register(&mut registry));
+        // Queue figures feed the external scaler, the metrics and the console: read whenever
+        // the management API is configured. The poller stops with the broker link.
+        if let Some(management) = &settings.scaler.management_url {
+            let api =
+                ManagementApi::new(management, &ManagementApi::vhost_of(&settings.broker.url))?;
+            tokio::spawn(Arc::clone(&activity).poll(
+                api,
+                topology.clone(),
+                settings.scaler.poll_interval(),
+                metrics.clone(),
+                bus_stop.clone(),
+            ));
+        }
         let scaler = match settings.scaler.addr {
-            Some(addr) => Some(
-                start_scaler(
-                    &settings,
-                    addr,
-                    &activity,
-                    &topology,
-                    &metrics,
-                    [&shutdown, &bus_stop],
-                )
-                .await?,
-            ),
+            Some(addr) => Some(start_scaler(&settings, addr, &activity, &shutdown).await?),
             None => None,
         };
         let state = AppState {
@@ -267,29 +270,14 @@ impl Application {
     }
 }
 
-/// Binds the external scaler and starts its depth poller. Its streams stop with the HTTP
-/// side; the poller with the broker link.
+/// Binds the external scaler. Its streams end with the HTTP side (`streams_stop`), or
+/// tonic's graceful shutdown would wait on them.
 async fn start_scaler(
     settings: &GatewaySettings,
     addr: SocketAddr,
     activity: &Arc<Activity>,
-    topology: &Topology,
-    metrics: &Arc<GatewayMetrics>,
-    [streams_stop, poller_stop]: [&CancellationToken; 2],
+    streams_stop: &CancellationToken,
 ) -> anyhow::Result<(TcpListener, ScalerService)> {
-    let management = settings
-        .scaler
-        .management_url
-        .as_ref()
-        .context("scaler.management_url is required with scaler.addr")?;
-    let api = ManagementApi::new(management, &ManagementApi::vhost_of(&settings.broker.url))?;
-    tokio::spawn(Arc::clone(activity).poll(
-        api,
-        topology.clone(),
-        settings.scaler.poll_interval(),
-        metrics.clone(),
-        poller_stop.clone(),
-    ));
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on scaler.addr {addr}"))?;
@@ -297,7 +285,6 @@ async fn start_scaler(
         Arc::clone(activity),
         settings.scaler.max_streams,
         settings.scaler.default_target,
-        // Streams end with the serving side, or tonic's graceful shutdown would wait on them.
         streams_stop.clone(),
     );
     Ok((listener, service))
@@ -313,6 +300,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::login::router())
         .merge(crate::ws::router())
         .merge(routes::admin::router())
+        .merge(routes::overview::router())
         .merge(routes::health::router())
 }
 
@@ -320,6 +308,7 @@ fn router(state: AppState, body_limit: usize) -> Router {
     let (api, document) = crate::openapi::routes_and_document();
     // The Swagger UI's assets are in the binary (`vendored`): /docs works with no internet.
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+        .merge(routes::console::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::MethodNotAllowed(format!("{method} is not served on this path"))

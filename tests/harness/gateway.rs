@@ -33,6 +33,8 @@ pub struct TestAppBuilder {
     pub dev_admin: bool,
     /// Serve `/metrics` on a port of its own (`http.metrics_addr`).
     pub metrics_port: bool,
+    /// `ws.ping_interval_ms` (a websocket's credential is asked again on each ping).
+    pub ws_ping_interval_ms: u64,
 }
 
 impl Default for TestAppBuilder {
@@ -46,6 +48,7 @@ impl Default for TestAppBuilder {
             rate_limit: None,
             dev_admin: false,
             metrics_port: false,
+            ws_ping_interval_ms: 20_000,
         }
     }
 }
@@ -70,6 +73,7 @@ impl TestAppBuilder {
         settings.limits.burst = burst;
         settings.dev.api_key = Some(SecretString::from(TEST_API_KEY));
         settings.dev.admin = self.dev_admin;
+        settings.ws.ping_interval_ms = self.ws_ping_interval_ms;
         if self.metrics_port {
             settings.http.metrics_addr = Some(crate::free_addr());
         }

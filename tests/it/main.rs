@@ -6,6 +6,8 @@
 
 mod api_keys;
 mod bad_input;
+mod console;
+mod console_browser;
 mod dead_letters;
 mod events;
 mod exactly_once;

@@ -64,7 +64,7 @@ pub(crate) async fn subscribe(socket: &mut Socket, command: Value) -> Value {
 }
 
 /// The routing keys bound from `surge.events` to anything, from the management API.
-async fn event_bindings(app: &TestApp) -> Vec<String> {
+pub(crate) async fn event_bindings(app: &TestApp) -> Vec<String> {
     let url = format!(
         "{}/api/exchanges/%2f/{}surge.events/bindings/source",
         management_url(),
@@ -117,7 +117,7 @@ async fn each_entity_receives_its_own_completions_and_no_one_elses() {
         let ack = subscribe(ws, json!({"type": "subscribe", "functions": ["echo"]})).await;
         assert_eq!(
             ack,
-            json!({"type": "subscribed", "jobs": [], "functions": ["echo"]})
+            json!({"type": "subscribed", "jobs": [], "functions": ["echo"], "scope": "own"})
         );
     }
     let bound = event_bindings(&app).await;

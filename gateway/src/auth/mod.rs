@@ -67,7 +67,9 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    async fn authenticate(&self, presented: &str) -> Result<Caller, ApiError> {
+    /// Who `presented` is now (a cached lookup); `/ws` asks again on every ping, so a
+    /// revoked or expired credential, or a lost admin role, ends the connection.
+    pub(crate) async fn authenticate(&self, presented: &str) -> Result<Caller, ApiError> {
         if let Some(caller) = self.dev_key.as_ref().and_then(|dev| dev.check(presented)) {
             return Ok(caller);
         }
@@ -227,7 +229,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The key from `Authorization: Bearer <key>` or `X-API-Key: <key>`, or, on a websocket
 /// upgrade (browsers cannot set headers there), from a `bearer.<key>` subprotocol.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, key) = value.split_once(' ')?;

@@ -11,7 +11,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use surge_contract::binding::{self, AmqpMessage};
 use surge_contract::broker::{PublishError, publish_confirmed};
-use surge_contract::job::{FunctionName, JobId};
+use surge_contract::job::{self, FunctionName, JobId};
 use surge_contract::link::{Link, LinkHandler};
 use surge_contract::setting;
 use surge_contract::settings::BrokerSettings;
@@ -19,7 +19,7 @@ use surge_contract::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
 use super::waiters::{Waiter, Waiters, WaitersFull};
-use crate::ws::hub::{Hub, Push};
+use crate::ws::hub::{Audience, Hub, Push};
 
 /// Handle to the broker link; cheap to clone.
 #[derive(Clone, Debug)]
@@ -37,6 +37,35 @@ struct Inner {
     hub: Arc<Hub>,
     /// Serialises binding changes, so a leave and a join of one entity cannot reorder.
     bindings: tokio::sync::Mutex<()>,
+    /// Bindings that could not be removed when their last follower left.
+    stale: Arc<StaleBindings>,
+}
+
+/// Binding keys to remove at the next connection's setup, bounded: past the bound a key is
+/// forgotten (logged), and its stream flows here until the reply queue expires with the
+/// replica (`x-expires`).
+#[derive(Debug, Default)]
+struct StaleBindings(std::sync::Mutex<std::collections::HashSet<String>>);
+
+/// Stale bindings remembered at most.
+const MAX_STALE_BINDINGS: usize = 10_000;
+
+impl StaleBindings {
+    fn remember(&self, keys: Vec<String>) {
+        let mut stale = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            if stale.len() >= MAX_STALE_BINDINGS {
+                tracing::warn!(%key, "too many stale bindings remembered; this one stays");
+                continue;
+            }
+            stale.insert(key);
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        let mut stale = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        stale.drain().collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +89,7 @@ struct Replies {
     events_exchange: String,
     /// Told of every server-settings change (the settings cache reloads).
     settings_changed: Arc<tokio::sync::Notify>,
+    stale: Arc<StaleBindings>,
 }
 
 impl PublishJobError {
@@ -88,7 +118,9 @@ impl Bus {
         let name = format!("{}gateway-{replica}", topology.prefix());
         let reply_queue = topology.reply_queue(&replica);
         let hub = Arc::new(Hub::default());
+        let stale = Arc::new(StaleBindings::default());
         let handler = Arc::new(Replies {
+            stale: stale.clone(),
             topology: topology.clone(),
             functions,
             replica,
@@ -107,6 +139,7 @@ impl Bus {
                 publish_timeout: settings.publish_timeout(),
                 hub,
                 bindings: tokio::sync::Mutex::new(()),
+                stale,
             }),
         };
         (bus, task)
@@ -168,20 +201,79 @@ impl Bus {
         if self.inner.hub.has(entity) {
             return;
         }
+        let key = job::entity_binding_key(tenant, &entity.to_string());
+        self.unbind_or_remember(vec![key]).await;
+    }
+
+    /// Removes bindings from the reply queue; those it cannot remove now (no link, an error)
+    /// are remembered and removed by the next connection's setup — the queue outlives a
+    /// reconnect, and a binding left behind would route a whole stream here for good.
+    /// Called with `bindings` held.
+    async fn unbind_or_remember(&self, keys: Vec<String>) {
         let Some(channel) = self.inner.link.channel() else {
-            // The binding goes with the connection's next setup, which binds only live ones.
+            self.inner.stale.remember(keys);
             return;
         };
-        let entity = entity.to_string();
-        let unbound =
-            self.inner
-                .topology
-                .unbind_entity(&channel, &self.inner.reply_queue, tenant, &entity);
-        match tokio::time::timeout(self.inner.publish_timeout, unbound).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not unbind a websocket entity"),
-            Err(_) => tracing::warn!("unbinding a websocket entity timed out"),
+        let mut failed = Vec::new();
+        for key in keys {
+            let unbound =
+                self.inner
+                    .topology
+                    .unbind_events(&channel, &self.inner.reply_queue, &key);
+            match tokio::time::timeout(self.inner.publish_timeout, unbound).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not unbind completions; retried on reconnect");
+                    failed.push(key);
+                }
+                Err(_) => {
+                    tracing::warn!("unbinding completions timed out; retried on reconnect");
+                    failed.push(key);
+                }
+            }
         }
+        self.inner.stale.remember(failed);
+    }
+
+    /// Routes every completion of these audiences' jobs here (an admin's tenant-wide feed,
+    /// the first watcher of each on this replica).
+    pub async fn follow_audiences(&self, audiences: &[Audience]) -> Result<(), PublishJobError> {
+        if audiences.is_empty() {
+            return Ok(());
+        }
+        let _serial = self.inner.bindings.lock().await;
+        let channel = self
+            .inner
+            .link
+            .channel()
+            .ok_or(PublishJobError::NotConnected)?;
+        let timeout = self.inner.publish_timeout;
+        for audience in audiences {
+            let key = job::tenant_binding_key(audience.as_deref());
+            let bound = self
+                .inner
+                .topology
+                .bind_events(&channel, &self.inner.reply_queue, &key);
+            match tokio::time::timeout(timeout, bound).await {
+                Ok(result) => result?,
+                Err(_) => return Err(PublishJobError::Publish(PublishError::Timeout(timeout))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes `follow_audiences` for those nobody here watches any more.
+    pub async fn unfollow_audiences(&self, audiences: &[Audience]) {
+        if audiences.is_empty() {
+            return;
+        }
+        let _serial = self.inner.bindings.lock().await;
+        let keys = audiences
+            .iter()
+            .filter(|a| !self.inner.hub.watched(a))
+            .map(|a| job::tenant_binding_key(a.as_deref()))
+            .collect();
+        self.unbind_or_remember(keys).await;
     }
 
     /// Publishes a job's request event to `surge.jobs`, mandatory and confirmed.
@@ -233,6 +325,31 @@ impl LinkHandler for Replies {
             self.topology
                 .bind_entity(publish, &reply_queue, &tenant, &entity.to_string())
                 .await?;
+        }
+        // And the tenants admins watch from here.
+        let mut wanted = std::collections::HashSet::new();
+        for audience in self.hub.audiences() {
+            let key = job::tenant_binding_key(audience.as_deref());
+            self.topology
+                .bind_events(publish, &reply_queue, &key)
+                .await?;
+            wanted.insert(key);
+        }
+        // Bindings whose followers left while the link was down go now (unless followed again).
+        for (tenant, entity) in self.hub.entities() {
+            wanted.insert(job::entity_binding_key(&tenant, &entity.to_string()));
+        }
+        for key in self.stale.take() {
+            if wanted.contains(&key) {
+                continue;
+            }
+            if let Err(e) = self
+                .topology
+                .unbind_events(publish, &reply_queue, &key)
+                .await
+            {
+                tracing::warn!(error = %e, %key, "a stale binding could not be removed");
+            }
         }
         let consume = connection.create_channel().await?;
         // Replies are only useful to a live caller: no acks, nothing to redeliver.
@@ -300,9 +417,9 @@ impl Replies {
             // job's completion below, like any other of their jobs.
             self.settings_change(delivery, words.next());
         }
-        let Ok(entity) = entity.parse() else {
-            return;
-        };
+        // `-`: a job no tenant owns, seen only by operators watching it; the nil id is no
+        // entity's, so it reaches no entity's own connections.
+        let entity = entity.parse().unwrap_or(uuid::Uuid::nil());
         let job = delivery
             .properties
             .correlation_id()
@@ -318,19 +435,40 @@ impl Replies {
                 return;
             }
         };
-        let json = match binding::structured_json(event) {
-            Ok(json) => json,
+        // Others' tenant-wide watchers (admins) see a success without its result, as
+        // `/admin/jobs` shows it; a failure keeps its problem.
+        let succeeded = event
+            .extension(job::ext::STATE)
+            .is_some_and(|s| s.to_string() == job::JobState::Succeeded.as_str());
+        let bare = (succeeded && self.hub.watches_word(tenant)).then(|| {
+            let mut bare = event.clone();
+            bare.take_data();
+            bare
+        });
+        let render = |event| match binding::structured_json(event) {
+            Ok(json) => Some(Arc::<str>::from(json)),
             Err(e) => {
                 tracing::warn!(error = %e, "a completion could not be rendered as JSON");
-                return;
+                None
             }
+        };
+        let Some(json) = render(event) else {
+            return;
+        };
+        let for_watchers = match bare {
+            Some(bare) => match render(bare) {
+                Some(json) => json,
+                None => return,
+            },
+            None => json.clone(),
         };
         self.hub.dispatch(&Push {
             tenant: tenant.to_owned(),
             entity,
             function: function.to_owned(),
             job,
-            json: Arc::from(json),
+            json,
+            for_watchers,
         });
     }
 

@@ -28,6 +28,8 @@ use crate::store::flows::{self, Flow};
 pub enum Purpose {
     /// `/login`: a login token for this session.
     Login,
+    /// `/console/login`: a login token handed to the operations console page.
+    Console,
     /// `/token`: an API key, shown once.
     ApiKey {
         seconds: Option<i64>,
@@ -104,6 +106,7 @@ impl Tenants {
         let (authorize_url, state, nonce) = request.url();
         let (purpose, key_seconds, label, persona) = match purpose {
             Purpose::Login => ("login", None, None, None),
+            Purpose::Console => ("console", None, Some("console".to_owned()), None),
             Purpose::ApiKey {
                 seconds,
                 label,

@@ -246,7 +246,7 @@ async fn replay(
 }
 
 /// Whose dead jobs the caller sees: its tenant's, and as an operator those nobody owns.
-fn viewer<'a>(state: &AppState, caller: &'a Caller) -> Viewer<'a> {
+pub(crate) fn viewer<'a>(state: &AppState, caller: &'a Caller) -> Viewer<'a> {
     Viewer {
         tenant: &caller.tenant,
         operator: state.tenants.is_operator_tenant(&caller.tenant),

@@ -150,7 +150,7 @@ pub async fn start_token_post(
     start_token(state, params).await
 }
 
-async fn start(
+pub(crate) async fn start(
     state: &AppState,
     tenant: Option<&str>,
     purpose: Purpose,
@@ -307,7 +307,11 @@ async fn callback(
         label: flow.label.clone(),
         persona: flow.persona.clone(),
     };
-    let mut response = Json(issued).into_response();
+    let mut response = if flow.purpose == "console" {
+        crate::routes::console::handoff(&issued)
+    } else {
+        Json(issued).into_response()
+    };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // The login is over: the state cookie goes.

@@ -2,6 +2,8 @@
 
 /// `/admin/dead/{function}`: dead jobs and their replay.
 pub mod admin;
+/// `/console`: the operations console's pages.
+pub mod console;
 /// `POST /events`: CloudEvents from producers.
 pub mod events;
 /// `/healthz`, `/readyz`.
@@ -10,6 +12,8 @@ pub mod health;
 pub mod jobs;
 /// `GET /login`, `GET /callback`, `GET /me`: logging in through a tenant's provider.
 pub mod login;
+/// `GET /admin/functions`, `GET /admin/jobs`: what the console shows first.
+pub mod overview;
 /// `GET /settings`, `POST·PUT·DELETE /settings[/{name}]`: server settings.
 pub mod settings;
 /// `GET·POST·PUT /token`, `GET /tokens`, `DELETE /token/{id}`: the caller's API keys.

@@ -21,9 +21,17 @@ pub struct FunctionActivity {
     /// the publish alone says a job exists (the figures lag by the broker's statistics
     /// interval, longer on a busy broker).
     pub counted_since_publish: bool,
+    /// Whether the management API has answered for this function yet (never without
+    /// `scaler.management_url`): until then `depth` is not a figure but a default.
+    pub depth_read: bool,
 }
 
 impl FunctionActivity {
+    /// The queue figures, once read from the broker.
+    pub fn observed(&self) -> Option<Depth> {
+        self.depth_read.then_some(self.depth)
+    }
+
     fn recently_published(&self, hold: Duration, now: Instant) -> bool {
         !self.counted_since_publish
             && self
@@ -52,6 +60,8 @@ impl FunctionActivity {
 pub struct Activity {
     hold: Duration,
     functions: HashMap<FunctionName, watch::Sender<FunctionActivity>>,
+    /// Counts the polls that changed any function's figures (the console's feed wakes on it).
+    changes: watch::Sender<u64>,
 }
 
 impl Activity {
@@ -62,6 +72,7 @@ impl Activity {
                 .iter()
                 .map(|f| (f.clone(), watch::Sender::new(FunctionActivity::default())))
                 .collect(),
+            changes: watch::Sender::new(0),
         })
     }
 
@@ -81,6 +92,11 @@ impl Activity {
 
     pub fn current(&self, function: &FunctionName) -> Option<FunctionActivity> {
         self.functions.get(function).map(|tx| *tx.borrow())
+    }
+
+    /// Wakes after each poll that changed some function's queue figures.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn subscribe(&self, function: &FunctionName) -> Option<watch::Receiver<FunctionActivity>> {
@@ -108,6 +124,7 @@ impl Activity {
             // Dead letters change rarely and only feed metrics: read them every 10th tick.
             let read_dead = ticks.is_multiple_of(10);
             ticks += 1;
+            let mut changed = false;
             for (function, tx) in &self.functions {
                 if read_dead {
                     match api.depth(&topology.dead_queue(function)).await {
@@ -120,10 +137,12 @@ impl Activity {
                 match api.depth(&topology.function_queue(function)).await {
                     Ok(depth) => tx.send_modify(|a| {
                         metrics.queue(function, depth);
-                        if a.depth != depth {
+                        if a.depth != depth || !a.depth_read {
                             tracing::debug!(%function, ready = depth.ready, unacked = depth.unacked, "queue depth");
+                            changed = true;
                         }
                         a.depth = depth;
+                        a.depth_read = true;
                         if depth.total() > 0 {
                             a.counted_since_publish = true;
                         }
@@ -133,6 +152,9 @@ impl Activity {
                         tracing::warn!(%function, error = %e, "reading the queue depth failed")
                     }
                 }
+            }
+            if changed {
+                self.changes.send_modify(|n| *n += 1);
             }
         }
     }
@@ -161,6 +183,7 @@ mod tests {
             depth: Depth::default(),
             last_publish: Some(Instant::now()),
             counted_since_publish: true,
+            depth_read: true,
         };
         assert!(
             !a.is_active(hold, Instant::now()),

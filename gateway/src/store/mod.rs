@@ -6,4 +6,5 @@ pub mod dead;
 pub mod entities;
 pub mod flows;
 pub mod jobs;
+pub mod overview;
 pub mod settings;

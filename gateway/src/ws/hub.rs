@@ -1,6 +1,7 @@
 //! Which websocket connection wants which completion. Completions reach this replica on its
-//! reply queue, bound to `surge.events` only for the entities that have a connection here;
-//! the hub hands each to the matching connections' bounded queues. A connection whose queue
+//! reply queue, bound to `surge.events` only for the entities that have a connection here
+//! and the tenants an admin watches from here (the console's tenant-wide feed); the hub
+//! hands each to the matching connections' bounded queues. A connection whose queue
 //! is full is told to go (it reads too slowly), never allowed to grow memory.
 
 use std::collections::{HashMap, HashSet};
@@ -41,6 +42,8 @@ pub struct Push {
     pub function: String,
     pub job: Option<Uuid>,
     pub json: Arc<str>,
+    /// What other entities' tenant-wide watchers get: a success without its result.
+    pub for_watchers: Arc<str>,
 }
 
 struct Connection {
@@ -83,11 +86,65 @@ pub struct Member {
     pub too_slow: CancellationToken,
 }
 
+/// Whose jobs a tenant-wide watcher sees: a tenant's (`Some`), or those no tenant owns
+/// (`None`, operators only). Completions name it by its routing-key word.
+pub type Audience = Option<String>;
+
+fn audience_word(audience: &Audience) -> String {
+    audience
+        .as_deref()
+        .map_or_else(|| "-".to_owned(), surge_contract::job::topic_word)
+}
+
+/// The connections watching one audience: connection id → its entity.
+#[derive(Default)]
+struct Watchers {
+    audience: Audience,
+    connections: HashMap<u64, Uuid>,
+}
+
+#[derive(Default)]
+struct Rooms {
+    entities: HashMap<Uuid, HashMap<u64, Connection>>,
+    /// Tenant-wide watchers (admins' consoles), by the audience's routing-key word.
+    watchers: HashMap<String, Watchers>,
+}
+
+impl Rooms {
+    fn connection(&self, entity: Uuid, id: u64) -> Option<&Connection> {
+        self.entities.get(&entity)?.get(&id)
+    }
+
+    /// Stops `id` watching; the audiences nobody here watches any more.
+    fn unwatch(&mut self, id: u64) -> Vec<Audience> {
+        let mut gone = Vec::new();
+        self.watchers.retain(|_, w| {
+            w.connections.remove(&id);
+            if w.connections.is_empty() {
+                gone.push(w.audience.clone());
+                false
+            } else {
+                true
+            }
+        });
+        gone
+    }
+}
+
+/// What a connection's leaving ended.
+#[derive(Debug, Default, PartialEq)]
+pub struct Left {
+    /// It was its entity's last connection here: the entity's binding can go.
+    pub last_of_entity: bool,
+    /// Audiences it was the last watcher of: their bindings can go.
+    pub unwatched: Vec<Audience>,
+}
+
 #[derive(Default)]
 pub struct Hub {
     next: AtomicU64,
-    entities: Mutex<HashMap<Uuid, HashMap<u64, Connection>>>,
-    /// Connections in `entities`, kept beside it so the count costs no walk.
+    rooms: Mutex<Rooms>,
+    /// Connections in `rooms`, kept beside them so the count costs no walk.
     count: AtomicUsize,
 }
 
@@ -105,6 +162,10 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Adds a connection of `entity`, unless the replica has `max` already; the bool says
     /// whether it is the entity's first here (its completions must now be routed here).
     pub fn join(
@@ -114,7 +175,7 @@ impl Hub {
         capacity: usize,
         max: usize,
     ) -> Result<(Member, bool), HubFull> {
-        let mut entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.rooms();
         if self.count.load(Ordering::Relaxed) >= max {
             return Err(HubFull(max));
         }
@@ -123,7 +184,7 @@ impl Hub {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let subscriptions = Arc::new(Mutex::new(Subscriptions::default()));
         let too_slow = CancellationToken::new();
-        let connections = entities.entry(entity).or_default();
+        let connections = rooms.entities.entry(entity).or_default();
         let first = connections.is_empty();
         connections.insert(
             id,
@@ -144,32 +205,95 @@ impl Hub {
         Ok((member, first))
     }
 
-    /// Removes a connection; true when it was its entity's last here.
-    pub fn leave(&self, id: u64, entity: Uuid) -> bool {
-        let mut entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(connections) = entities.get_mut(&entity) else {
-            return false;
+    /// Removes a connection, and its watching.
+    pub fn leave(&self, id: u64, entity: Uuid) -> Left {
+        let mut rooms = self.rooms();
+        let unwatched = rooms.unwatch(id);
+        let Some(connections) = rooms.entities.get_mut(&entity) else {
+            return Left {
+                last_of_entity: false,
+                unwatched,
+            };
         };
         if connections.remove(&id).is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
-        let last = connections.is_empty();
-        if last {
-            entities.remove(&entity);
+        let last_of_entity = connections.is_empty();
+        if last_of_entity {
+            rooms.entities.remove(&entity);
         }
-        last
+        Left {
+            last_of_entity,
+            unwatched,
+        }
+    }
+
+    /// Makes connection `id` (of `entity`) a tenant-wide watcher of `audiences`: it also gets
+    /// the completions of other entities' jobs there that its subscriptions match. Returns
+    /// the audiences nobody here watched before (their completions must now be routed here).
+    pub fn watch(&self, id: u64, entity: Uuid, audiences: &[Audience]) -> Vec<Audience> {
+        let mut rooms = self.rooms();
+        if rooms.connection(entity, id).is_none() {
+            return Vec::new();
+        }
+        let mut new = Vec::new();
+        for audience in audiences {
+            let watchers = rooms
+                .watchers
+                .entry(audience_word(audience))
+                .or_insert_with(|| Watchers {
+                    audience: audience.clone(),
+                    connections: HashMap::new(),
+                });
+            if watchers.connections.is_empty() {
+                new.push(audience.clone());
+            }
+            watchers.connections.insert(id, entity);
+        }
+        new
+    }
+
+    /// Stops connection `id` watching; the audiences nobody here watches any more.
+    pub fn unwatch(&self, id: u64) -> Vec<Audience> {
+        self.rooms().unwatch(id)
+    }
+
+    /// Whether connection `id` is a tenant-wide watcher.
+    pub fn is_watching(&self, id: u64) -> bool {
+        self.rooms()
+            .watchers
+            .values()
+            .any(|w| w.connections.contains_key(&id))
+    }
+
+    /// Whether anyone here watches the audience of this routing-key word.
+    pub fn watches_word(&self, word: &str) -> bool {
+        self.rooms().watchers.contains_key(word)
+    }
+
+    /// Whether anyone here watches `audience`.
+    pub fn watched(&self, audience: &Audience) -> bool {
+        self.rooms().watchers.contains_key(&audience_word(audience))
+    }
+
+    /// The audiences watched here (to re-bind after a reconnect).
+    pub fn audiences(&self) -> Vec<Audience> {
+        self.rooms()
+            .watchers
+            .values()
+            .map(|w| w.audience.clone())
+            .collect()
     }
 
     /// Whether `entity` has a connection here.
     pub fn has(&self, entity: Uuid) -> bool {
-        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
-        entities.contains_key(&entity)
+        self.rooms().entities.contains_key(&entity)
     }
 
     /// The entities with a connection here and their tenants (to re-bind after a reconnect).
     pub fn entities(&self) -> Vec<(String, Uuid)> {
-        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
-        entities
+        self.rooms()
+            .entities
             .iter()
             .filter_map(|(entity, c)| c.values().next().map(|c| (c.tenant.clone(), *entity)))
             .collect()
@@ -182,18 +306,25 @@ impl Hub {
     /// Whether any connection wants this completion: asked before it is decoded and
     /// rendered, so unwanted traffic costs no work. `tenant` is the routing key's word.
     pub fn wants(&self, tenant: &str, entity: Uuid, job: Option<Uuid>, function: &str) -> bool {
-        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
-        entities.get(&entity).is_some_and(|connections| {
+        let rooms = self.rooms();
+        let own = rooms.entities.get(&entity).is_some_and(|connections| {
             connections
                 .values()
                 .any(|c| c.tenant_word == tenant && c.wanted(job, function))
+        });
+        own || rooms.watchers.get(tenant).is_some_and(|w| {
+            w.connections.iter().any(|(id, watcher)| {
+                rooms
+                    .connection(*watcher, *id)
+                    .is_some_and(|c| c.wanted(job, function))
+            })
         })
     }
 
     /// Whether any connection here subscribed to `function` (whatever its entity).
     pub fn wants_function(&self, function: &str) -> bool {
-        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
-        entities
+        self.rooms()
+            .entities
             .values()
             .flat_map(|c| c.values())
             .any(|c| c.wanted(None, function))
@@ -202,9 +333,9 @@ impl Hub {
     /// Hands an event meant for everyone (a settings change) to every connection subscribed
     /// to `function`, of any entity and tenant; returns how many got it.
     pub fn broadcast(&self, function: &str, json: Arc<str>) -> usize {
-        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
+        let rooms = self.rooms();
         let mut sent = 0;
-        for connection in entities.values().flat_map(|c| c.values()) {
+        for connection in rooms.entities.values().flat_map(|c| c.values()) {
             if connection.wanted(None, function) {
                 sent += usize::from(connection.offer(json.clone()));
             }
@@ -212,22 +343,34 @@ impl Hub {
         sent
     }
 
-    /// Hands a completion to the connections of its entity that subscribed to it; returns
-    /// how many got it. Only the entity's own connections in the same tenant are considered.
+    /// Hands a completion to the connections that subscribed to it: its entity's own in the
+    /// same tenant, and the tenant-wide watchers of its tenant; each gets it once. Returns
+    /// how many got it.
     pub fn dispatch(&self, push: &Push) -> usize {
-        let entities = self.entities.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(connections) = entities.get(&push.entity) else {
-            return 0;
-        };
+        let rooms = self.rooms();
         let mut sent = 0;
-        for connection in connections
-            .values()
-            .filter(|c| c.tenant_word == push.tenant)
-        {
-            if !connection.wanted(push.job, &push.function) {
-                continue;
+        if let Some(connections) = rooms.entities.get(&push.entity) {
+            for connection in connections
+                .values()
+                .filter(|c| c.tenant_word == push.tenant)
+            {
+                if connection.wanted(push.job, &push.function) {
+                    sent += usize::from(connection.offer(push.json.clone()));
+                }
             }
-            sent += usize::from(connection.offer(push.json.clone()));
+        }
+        if let Some(watchers) = rooms.watchers.get(&push.tenant) {
+            for (id, entity) in &watchers.connections {
+                // The entity's own connections were served above.
+                if *entity == push.entity {
+                    continue;
+                }
+                if let Some(connection) = rooms.connection(*entity, *id)
+                    && connection.wanted(push.job, &push.function)
+                {
+                    sent += usize::from(connection.offer(push.for_watchers.clone()));
+                }
+            }
         }
         sent
     }
@@ -269,6 +412,7 @@ mod tests {
             function: function.into(),
             job: Some(job),
             json: Arc::from("{}"),
+            for_watchers: Arc::from("{\"bare\":true}"),
         }
     }
 
@@ -328,9 +472,9 @@ mod tests {
         let (two, second_is_first) = hub.join("acme", ann, 1, 10).unwrap();
         assert!(first && !second_is_first);
         assert_eq!(hub.entities(), vec![("acme".to_owned(), ann)]);
-        assert!(!hub.leave(one.id, ann));
+        assert!(!hub.leave(one.id, ann).last_of_entity);
         assert!(hub.has(ann));
-        assert!(hub.leave(two.id, ann));
+        assert!(hub.leave(two.id, ann).last_of_entity);
         assert!(!hub.has(ann));
         assert_eq!(hub.connections(), 0);
     }
@@ -353,5 +497,82 @@ mod tests {
         follow(&member, "echo");
         let word = surge_contract::job::topic_word("dev.local");
         assert_eq!(hub.dispatch(&push(&word, ann, "echo", Uuid::now_v7())), 1);
+    }
+
+    #[test]
+    fn a_watcher_gets_its_tenants_jobs_of_every_entity_once_and_no_other_tenants() {
+        let hub = Hub::default();
+        let (admin, ann, eve) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (mut console, _) = hub.join("acme", admin, 8, 10).unwrap();
+        let (mut own, _) = hub.join("acme", ann, 8, 10).unwrap();
+        follow(&console, "echo");
+        follow(&own, "echo");
+        assert!(!hub.wants("acme", ann, None, "sleep"));
+        let acme = Some("acme".to_owned());
+        let watched = hub.watch(console.id, admin, std::slice::from_ref(&acme));
+        assert_eq!(watched, std::slice::from_ref(&acme));
+        assert!(
+            hub.watch(own.id, ann, std::slice::from_ref(&acme))
+                .is_empty(),
+            "watched already"
+        );
+        hub.unwatch(own.id);
+        assert!(hub.is_watching(console.id) && !hub.is_watching(own.id));
+        assert!(hub.wants("acme", ann, None, "echo"));
+        assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 2);
+        assert_eq!(
+            &*own.queue.try_recv().unwrap(),
+            "{}",
+            "the owner gets the result"
+        );
+        assert_eq!(
+            &*console.queue.try_recv().unwrap(),
+            "{\"bare\":true}",
+            "an admin watching gets it without"
+        );
+        // The admin's own job reaches its console once, not once per way in.
+        assert_eq!(
+            hub.dispatch(&push("acme", admin, "echo", Uuid::now_v7())),
+            1
+        );
+        assert!(console.queue.try_recv().is_ok() && console.queue.try_recv().is_err());
+        assert_eq!(hub.dispatch(&push("evil", eve, "echo", Uuid::now_v7())), 0);
+        assert_eq!(
+            hub.dispatch(&push("acme", ann, "sleep", Uuid::now_v7())),
+            0,
+            "not subscribed"
+        );
+        let left = hub.leave(console.id, admin);
+        assert_eq!(
+            left,
+            Left {
+                last_of_entity: true,
+                unwatched: vec![acme.clone()]
+            }
+        );
+        assert!(!hub.watched(&acme) && hub.audiences().is_empty());
+        assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 1);
+    }
+
+    #[test]
+    fn an_operator_watches_the_jobs_nobody_owns_under_their_own_word() {
+        let hub = Hub::default();
+        let admin = Uuid::now_v7();
+        let (mut console, _) = hub.join("ops", admin, 8, 10).unwrap();
+        follow(&console, "echo");
+        let audiences = [Some("ops".to_owned()), None];
+        assert_eq!(hub.watch(console.id, admin, &audiences).len(), 2);
+        let mut audiences_now = hub.audiences();
+        audiences_now.sort();
+        assert_eq!(audiences_now, [None, Some("ops".to_owned())]);
+        // An ownerless completion's key is `-.-.<function>.<outcome>`.
+        let ownerless = Push {
+            entity: Uuid::nil(),
+            ..push("-", admin, "echo", Uuid::now_v7())
+        };
+        assert_eq!(hub.dispatch(&ownerless), 1);
+        assert!(console.queue.try_recv().is_ok());
+        assert_eq!(hub.unwatch(console.id).len(), 2);
+        assert_eq!(hub.dispatch(&ownerless), 0);
     }
 }

@@ -6,8 +6,16 @@
 //! it). Then JSON commands:
 //! `{"type":"subscribe","jobs":["<id>"],"functions":["echo"]}` and `"unsubscribe"` alike,
 //! answered `{"type":"subscribed",…}`; errors are `{"type":"error","detail":…}`. The caller
-//! receives only its own entity's completions. Pings keep the connection alive; a client that
-//! reads too slowly for its bounded queue is closed with code 4008.
+//! receives only its own entity's completions — unless it is an admin who subscribed with
+//! `"scope":"tenant"` (the operations console): then the completions of every job of its
+//! tenant (an operator's also of the jobs no tenant owns) that its subscriptions match, and
+//! `{"type":"queues","functions":[{"function","ready","unacked","consumers"}]}` whenever the
+//! queue figures change (when the gateway reads them: `scaler.management_url`). Pings keep
+//! the connection alive; a client that reads too slowly for its bounded queue is closed with
+//! code 4008. The credential is asked again on every ping: revoked or expired (or, for a
+//! tenant-wide subscriber, no longer an admin), the connection is closed with code 4003.
+//! Tenant-wide subscribers get other entities' completions without their result `data`
+//! (failures keep their problem), as `/admin/jobs` shows them.
 
 pub mod hub;
 
@@ -16,16 +24,19 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt as _, StreamExt as _};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::Arc;
 use surge_contract::job::FunctionName;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, presented_key};
 use crate::error::ApiError;
 use crate::openapi::Problem;
 use crate::state::AppState;
@@ -59,6 +70,9 @@ impl Default for WsSettings {
 pub const PROTOCOL: &str = "surge.v1";
 /// Close code for a client that reads too slowly (private-use range).
 pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// Close code for a credential that was revoked or expired, or an admin who is one no more
+/// while following a tenant (private-use range).
+pub const CLOSE_NOT_ALLOWED: u16 = 4003;
 /// Commands are small JSON documents; nothing larger is read.
 const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
@@ -82,8 +96,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Kept to ask again on every ping (the extractor found it, so it is there).
+    let credential = SecretString::from(presented_key(&headers).unwrap_or_default().to_owned());
     let upgrade = upgrade.map_err(|e| {
         ApiError::BadRequest(format!(
             "GET /ws takes a WebSocket upgrade ({})",
@@ -101,7 +118,18 @@ async fn upgrade(
     Ok(upgrade
         .protocols([PROTOCOL])
         .max_message_size(MAX_COMMAND_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(serve(socket, caller, state))))
+        .on_upgrade(move |socket| tracker.track_future(serve(socket, caller, credential, state))))
+}
+
+/// Whose completions a subscription covers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Scope {
+    /// The caller's own jobs.
+    #[default]
+    Own,
+    /// Every job of the caller's tenant (admins).
+    Tenant,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,12 +140,16 @@ enum Command {
         jobs: Vec<Uuid>,
         #[serde(default)]
         functions: Vec<String>,
+        #[serde(default)]
+        scope: Scope,
     },
     Unsubscribe {
         #[serde(default)]
         jobs: Vec<Uuid>,
         #[serde(default)]
         functions: Vec<String>,
+        #[serde(default)]
+        scope: Scope,
     },
 }
 
@@ -127,13 +159,37 @@ enum Reply {
     Subscribed {
         jobs: Vec<Uuid>,
         functions: Vec<String>,
+        scope: Scope,
     },
     Error {
         detail: String,
     },
 }
 
-async fn serve(socket: WebSocket, caller: Caller, state: AppState) {
+/// What a command asks of the connection's watching, done after its subscriptions change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watching {
+    Start,
+    Stop,
+    Keep,
+}
+
+/// The queue figures as the console shows them.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "queues")]
+struct Queues {
+    functions: Vec<QueueFigures>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct QueueFigures {
+    function: String,
+    ready: u64,
+    unacked: u64,
+    consumers: u64,
+}
+
+async fn serve(socket: WebSocket, caller: Caller, credential: SecretString, state: AppState) {
     let settings = state.ws.clone();
     let bus = state.bus.clone();
     let hub = bus.hub().clone();
@@ -162,6 +218,9 @@ async fn serve(socket: WebSocket, caller: Caller, state: AppState) {
         leave(&state, &caller, member.id).await;
         return;
     }
+    let mut queues = state.activity.changes();
+    let mut last_queues: Option<Arc<str>> = None;
+    let mut watching = false;
     let mut ping = tokio::time::interval(Duration::from_millis(settings.ping_interval_ms.max(100)));
     ping.tick().await;
     let mut unanswered_pings = 0u8;
@@ -177,9 +236,19 @@ async fn serve(socket: WebSocket, caller: Caller, state: AppState) {
                     break None;
                 }
             }
+            Ok(()) = queues.changed(), if watching => {
+                if let Some(json) = queue_figures(&state, &mut last_queues)
+                    && sink.send(Message::Text(Utf8Bytes::from(&*json))).await.is_err()
+                {
+                    break None;
+                }
+            }
             _ = ping.tick() => {
                 if unanswered_pings >= 2 {
                     break Some(close(1011, "no pong"));
+                }
+                if !still_allowed(&state, &credential, &caller, watching).await {
+                    break Some(close(CLOSE_NOT_ALLOWED, "the credential is no longer valid for this feed"));
                 }
                 unanswered_pings += 1;
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
@@ -188,11 +257,46 @@ async fn serve(socket: WebSocket, caller: Caller, state: AppState) {
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = command(&text, &member, &state.functions, settings.max_subscriptions);
+                    let reply = match check(&text, &member, &caller, &state.functions, settings.max_subscriptions) {
+                        Err(reply) => reply,
+                        Ok((command, change)) => {
+                            let ready = match change {
+                                Watching::Start => watch(&state, &caller, member.id).await,
+                                Watching::Stop => {
+                                    let gone = state.bus.hub().unwatch(member.id);
+                                    state.bus.unfollow_audiences(&gone).await;
+                                    Ok(())
+                                }
+                                Watching::Keep => Ok(()),
+                            };
+                            match ready {
+                                Ok(()) => {
+                                    let scope = if state.bus.hub().is_watching(member.id) {
+                                        Scope::Tenant
+                                    } else {
+                                        Scope::Own
+                                    };
+                                    apply(command, &member, scope)
+                                }
+                                Err(detail) => Reply::Error { detail },
+                            }
+                        }
+                    };
                     let text = serde_json::to_string(&reply).unwrap_or_default();
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         break None;
                     }
+                    let now_watching = state.bus.hub().is_watching(member.id);
+                    if now_watching && !watching {
+                        // The figures as they are now, then each change.
+                        last_queues = None;
+                        if let Some(json) = queue_figures(&state, &mut last_queues)
+                            && sink.send(Message::Text(Utf8Bytes::from(&*json))).await.is_err()
+                        {
+                            break None;
+                        }
+                    }
+                    watching = now_watching;
                 }
                 Some(Ok(Message::Pong(_))) => unanswered_pings = 0,
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
@@ -207,9 +311,76 @@ async fn serve(socket: WebSocket, caller: Caller, state: AppState) {
 }
 
 async fn leave(state: &AppState, caller: &Caller, id: u64) {
-    if state.bus.hub().leave(id, caller.entity_id) {
+    let left = state.bus.hub().leave(id, caller.entity_id);
+    if left.last_of_entity {
         state.bus.unfollow(&caller.tenant, caller.entity_id).await;
     }
+    state.bus.unfollow_audiences(&left.unwatched).await;
+}
+
+/// Whether the connection's credential still stands (asked on every ping): the same entity,
+/// and an admin while it follows the tenant. An unreachable database keeps the connection.
+async fn still_allowed(
+    state: &AppState,
+    credential: &SecretString,
+    caller: &Caller,
+    watching: bool,
+) -> bool {
+    let now = tokio::time::timeout(
+        Duration::from_secs(5),
+        state.auth.authenticate(credential.expose_secret()),
+    )
+    .await;
+    match now {
+        Ok(Ok(now)) => now.entity_id == caller.entity_id && (!watching || now.admin),
+        Ok(Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_))) => false,
+        Ok(Err(_)) | Err(_) => true,
+    }
+}
+
+/// Makes the connection a tenant-wide watcher: of its tenant, and as an operator of the jobs
+/// no tenant owns; binds what this replica did not receive yet.
+async fn watch(state: &AppState, caller: &Caller, id: u64) -> Result<(), String> {
+    let mut audiences = vec![Some(caller.tenant.clone())];
+    if state.tenants.is_operator_tenant(&caller.tenant) {
+        audiences.push(None);
+    }
+    let hub = state.bus.hub();
+    let new = hub.watch(id, caller.entity_id, &audiences);
+    if let Err(e) = state.bus.follow_audiences(&new).await {
+        tracing::warn!(error = %e, "a tenant-wide subscription failed: the broker cannot route here");
+        let gone = hub.unwatch(id);
+        state.bus.unfollow_audiences(&gone).await;
+        return Err("the broker is unavailable; subscribe again shortly".into());
+    }
+    Ok(())
+}
+
+/// The served functions' queue figures as JSON, when they differ from the last sent.
+fn queue_figures(state: &AppState, last: &mut Option<Arc<str>>) -> Option<Arc<str>> {
+    let mut functions: Vec<QueueFigures> = state
+        .functions
+        .iter()
+        .filter_map(|f| {
+            let depth = state.activity.current(f)?.observed()?;
+            Some(QueueFigures {
+                function: f.to_string(),
+                ready: depth.ready,
+                unacked: depth.unacked,
+                consumers: depth.consumers,
+            })
+        })
+        .collect();
+    if functions.is_empty() {
+        return None;
+    }
+    functions.sort_by(|a, b| a.function.cmp(&b.function));
+    let json: Arc<str> = Arc::from(serde_json::to_string(&Queues { functions }).ok()?);
+    if last.as_ref() == Some(&json) {
+        return None;
+    }
+    *last = Some(json.clone());
+    Some(json)
 }
 
 fn close(code: u16, reason: &'static str) -> Message {
@@ -219,41 +390,80 @@ fn close(code: u16, reason: &'static str) -> Message {
     }))
 }
 
-fn command(text: &str, member: &hub::Member, known: &HashSet<FunctionName>, max: usize) -> Reply {
-    let command: Command = match serde_json::from_str(text) {
-        Ok(c) => c,
-        Err(e) => {
-            return Reply::Error {
-                detail: format!(
-                    "not a command ({e}); send {{\"type\":\"subscribe\",\"jobs\":[…],\"functions\":[…]}}"
-                ),
-            };
-        }
+/// Reads a command and checks it against the connection's subscriptions, changing nothing:
+/// a tenant-wide subscription must be bound (which needs the broker) before it is applied.
+fn check(
+    text: &str,
+    member: &hub::Member,
+    caller: &Caller,
+    known: &HashSet<FunctionName>,
+    max: usize,
+) -> Result<(Command, Watching), Reply> {
+    let command: Command = serde_json::from_str(text).map_err(|e| Reply::Error {
+        detail: format!(
+            "not a command ({e}); send {{\"type\":\"subscribe\",\"jobs\":[…],\"functions\":[…]}}"
+        ),
+    })?;
+    let watching = match &command {
+        Command::Subscribe {
+            scope: Scope::Tenant,
+            ..
+        } => Watching::Start,
+        Command::Unsubscribe {
+            scope: Scope::Tenant,
+            ..
+        } => Watching::Stop,
+        _ => Watching::Keep,
     };
+    if watching != Watching::Keep && !caller.admin {
+        return Err(Reply::Error {
+            detail: "\"scope\":\"tenant\" is for admins: members of the tenant's admin group"
+                .into(),
+        });
+    }
+    if let Command::Subscribe {
+        jobs, functions, ..
+    } = &command
+    {
+        if let Some(unknown) = functions
+            .iter()
+            .filter(|f| f.as_str() != surge_contract::setting::FUNCTION)
+            .find(|f| FunctionName::parse(f).map_or(true, |f| !known.contains(&f)))
+        {
+            return Err(Reply::Error {
+                detail: format!("no function named {unknown:?} is served here"),
+            });
+        }
+        let held = member
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        if held + jobs.len() + functions.len() > max {
+            return Err(Reply::Error {
+                detail: format!("at most {max} subscriptions per connection"),
+            });
+        }
+    }
+    Ok((command, watching))
+}
+
+/// Applies a checked command to the connection's subscriptions; the reply lists them all.
+fn apply(command: Command, member: &hub::Member, scope: Scope) -> Reply {
     let mut subscriptions = member
         .subscriptions
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     match command {
-        Command::Subscribe { jobs, functions } => {
-            if let Some(unknown) = functions
-                .iter()
-                .filter(|f| f.as_str() != surge_contract::setting::FUNCTION)
-                .find(|f| FunctionName::parse(f).map_or(true, |f| !known.contains(&f)))
-            {
-                return Reply::Error {
-                    detail: format!("no function named {unknown:?} is served here"),
-                };
-            }
-            if subscriptions.len() + jobs.len() + functions.len() > max {
-                return Reply::Error {
-                    detail: format!("at most {max} subscriptions per connection"),
-                };
-            }
+        Command::Subscribe {
+            jobs, functions, ..
+        } => {
             subscriptions.jobs.extend(jobs);
             subscriptions.functions.extend(functions);
         }
-        Command::Unsubscribe { jobs, functions } => {
+        Command::Unsubscribe {
+            jobs, functions, ..
+        } => {
             for job in &jobs {
                 subscriptions.jobs.remove(job);
             }
@@ -266,5 +476,9 @@ fn command(text: &str, member: &hub::Member, known: &HashSet<FunctionName>, max:
     functions.sort();
     let mut jobs: Vec<Uuid> = subscriptions.jobs.iter().copied().collect();
     jobs.sort();
-    Reply::Subscribed { jobs, functions }
+    Reply::Subscribed {
+        jobs,
+        functions,
+        scope,
+    }
 }

@@ -1,0 +1,433 @@
+// The Surge operations console. Reads the admin API once at start (and after each
+// reconnect), then follows the tenant over /ws: completions update the jobs as they finish,
+// queue figures arrive when they change. No polling loop: the only timers are the
+// reconnect's backoff and a short debounce before re-reading the figures after an event.
+'use strict';
+
+const SESSION = 'surge.console';
+const RECENT_JOBS = 50;
+const DEAD_PER_FUNCTION = 50;
+const MAX_ROWS = 200;
+
+const $ = (selector) => document.querySelector(selector);
+
+let session = null;
+let functions = [];
+let socket = null;
+let reconnectDelay = 1000;
+let refreshTimer = null;
+let refreshing = false;
+let lastRefresh = 0;
+let refreshDead = false;
+/// Completions that arrive while the tables load are kept and applied again over what the
+/// load read, so a job that finished meanwhile never shows an older state.
+let arrivedDuringLoad = null;
+
+// ---- session ---------------------------------------------------------------------------
+
+function loadSession() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(SESSION) ?? 'null');
+    if (saved?.token && (!saved.expires_at || saved.expires_at > Date.now())) return saved;
+  } catch { /* a damaged entry is no session */ }
+  sessionStorage.removeItem(SESSION);
+  return null;
+}
+
+function logout(message) {
+  sessionStorage.removeItem(SESSION);
+  session = null;
+  if (socket) {
+    socket.onclose = null;
+    socket.close(1000, 'logged out');
+    socket = null;
+  }
+  showLogin(message ?? '');
+}
+
+function showLogin(message) {
+  $('#console').hidden = true;
+  $('#logout').hidden = true;
+  $('#who').textContent = '';
+  $('#login').hidden = false;
+  $('#login-error').textContent = message;
+}
+
+// ---- the API ---------------------------------------------------------------------------
+
+class Problem extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body, headers = {}) {
+  const init = { method, headers: { Authorization: `Bearer ${session.token}`, ...headers } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = body;
+  }
+  const response = await fetch(path, init);
+  const text = await response.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (response.status === 401) {
+    logout('Your session has ended; log in again.');
+    throw new Problem(401, json?.detail ?? 'not authenticated');
+  }
+  if (!response.ok) {
+    throw new Problem(response.status, json?.detail ?? json?.title ?? `${response.status} ${response.statusText}`);
+  }
+  return json;
+}
+
+// ---- rendering -------------------------------------------------------------------------
+
+function cell(text, className) {
+  const td = document.createElement('td');
+  if (className) td.className = className;
+  td.textContent = text ?? '';
+  return td;
+}
+
+function codeCell(text) {
+  const td = document.createElement('td');
+  const code = document.createElement('code');
+  code.textContent = text;
+  td.append(code);
+  return td;
+}
+
+function time(value) {
+  if (!value) return '';
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? String(value) : date.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+function ms(value) {
+  if (value === null || value === undefined) return '–';
+  return value < 1000 ? `${Math.round(value)} ms` : `${(value / 1000).toFixed(2)} s`;
+}
+
+function figure(value) {
+  return value === null || value === undefined ? '–' : String(value);
+}
+
+function reason(error) {
+  if (!error) return '';
+  return error.detail ?? error.title ?? JSON.stringify(error);
+}
+
+function renderFunctions(overview) {
+  functions = overview.functions.map((f) => f.function);
+  $('#window').textContent = `${Math.round(overview.window_s / 60)} minutes`;
+  const body = $('#functions tbody');
+  body.replaceChildren(...overview.functions.map((f) => {
+    const row = document.createElement('tr');
+    row.dataset.function = f.function;
+    const name = document.createElement('th');
+    name.scope = 'row';
+    name.textContent = f.function;
+    row.append(
+      name,
+      cell(figure(f.ready), 'num ready'),
+      cell(figure(f.unacked), 'num unacked'),
+      cell(figure(f.replicas), 'num replicas'),
+      cell(String(f.succeeded), 'num succeeded'),
+      cell(String(f.failed), 'num failed'),
+      cell(ms(f.latency_p50_ms), 'num p50'),
+      cell(ms(f.latency_p95_ms), 'num p95'),
+      cell(String(f.dead), 'num dead'),
+    );
+    return row;
+  }));
+  const select = $('#submit-function');
+  const chosen = select.value;
+  select.replaceChildren(...functions.map((name) => new Option(name, name)));
+  if (functions.includes(chosen)) select.value = chosen;
+}
+
+function renderQueues(message) {
+  for (const q of message.functions) {
+    const row = document.querySelector(`#functions tr[data-function="${CSS.escape(q.function)}"]`);
+    if (!row) continue;
+    row.querySelector('.ready').textContent = figure(q.ready);
+    row.querySelector('.unacked').textContent = figure(q.unacked);
+    row.querySelector('.replicas').textContent = figure(q.consumers);
+  }
+}
+
+function jobRow(job) {
+  const row = document.createElement('tr');
+  row.dataset.job = job.id;
+  row.append(
+    codeCell(job.id),
+    cell(job.function),
+    cell(job.state, `state state-${job.state}`),
+    cell(job.attempts === undefined || job.attempts === null ? '' : String(job.attempts), 'num'),
+    cell(time(job.created_at)),
+    cell(time(job.finished_at)),
+    cell(job.state === 'succeeded' ? '' : reason(job.error), 'error'),
+  );
+  return row;
+}
+
+function upsertJob(job, fresh) {
+  const body = $('#jobs tbody');
+  const old = body.querySelector(`tr[data-job="${CSS.escape(job.id)}"]`);
+  const row = jobRow(job);
+  if (fresh) row.classList.add('fresh');
+  if (old) {
+    old.replaceWith(row);
+  } else {
+    body.prepend(row);
+    while (body.rows.length > MAX_ROWS) body.lastElementChild.remove();
+  }
+}
+
+function renderDead(jobs) {
+  const body = $('#dead tbody');
+  body.replaceChildren(...jobs.map(deadRow));
+  showDeadEmpty();
+}
+
+function showDeadEmpty() {
+  const none = $('#dead tbody').rows.length === 0;
+  $('#dead').hidden = none;
+  $('#dead-empty').hidden = !none;
+}
+
+function deadRow(job) {
+  const row = document.createElement('tr');
+  row.dataset.job = job.id;
+  row.dataset.function = job.function;
+  const action = document.createElement('td');
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'secondary replay';
+  button.textContent = 'Replay';
+  button.setAttribute('aria-label', `Replay job ${job.id} of ${job.function}`);
+  button.addEventListener('click', () => replay(job, button));
+  action.append(button);
+  row.append(
+    codeCell(job.id),
+    cell(job.function),
+    cell(time(job.died_at)),
+    cell(String(job.attempts), 'num'),
+    cell(reason(job.error), 'error'),
+    action,
+  );
+  return row;
+}
+
+// ---- loading ---------------------------------------------------------------------------
+
+async function loadDead() {
+  const pages = await Promise.all(functions.map((f) =>
+    api('GET', `/admin/dead/${encodeURIComponent(f)}?limit=${DEAD_PER_FUNCTION}`)));
+  const jobs = pages.flatMap((p) => p.jobs);
+  jobs.sort((a, b) => Date.parse(b.died_at) - Date.parse(a.died_at));
+  renderDead(jobs);
+}
+
+async function loadFunctions() {
+  renderFunctions(await api('GET', '/admin/functions'));
+}
+
+/// Everything, read once the live feed is subscribed (so nothing finishes unseen between
+/// the read and the subscription).
+async function loadAll() {
+  arrivedDuringLoad = [];
+  try {
+    await loadFunctions();
+    const [recent] = await Promise.all([api('GET', `/admin/jobs?limit=${RECENT_JOBS}`), loadDead()]);
+    $('#jobs tbody').replaceChildren(...recent.jobs.map(jobRow));
+  } finally {
+    const arrived = arrivedDuringLoad;
+    arrivedDuringLoad = null;
+    arrived.forEach(completion);
+  }
+}
+
+/// After an event the counts, latencies and dead jobs change: read them again, at most once
+/// every 2 s and one read at a time, the last event always followed by a read.
+function refreshSoon(withDead) {
+  refreshDead ||= withDead;
+  if (refreshTimer || refreshing) return;
+  const wait = Math.max(300, lastRefresh + 2000 - Date.now());
+  refreshTimer = setTimeout(async () => {
+    const dead = refreshDead;
+    refreshTimer = null;
+    refreshDead = false;
+    refreshing = true;
+    try {
+      await loadFunctions();
+      if (dead) await loadDead();
+    } catch (e) {
+      if (e.status !== 401) live(`Could not refresh: ${e.message}`, 'down');
+    } finally {
+      refreshing = false;
+      lastRefresh = Date.now();
+      if (refreshDead) refreshSoon(false);
+    }
+  }, wait);
+}
+
+// ---- the live feed ---------------------------------------------------------------------
+
+function live(text, state) {
+  const status = $('#live');
+  status.textContent = text;
+  status.className = state ?? '';
+}
+
+function connect() {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  // Browsers cannot set headers on a websocket: the key goes as a subprotocol, never in the URL.
+  const ws = new WebSocket(`${scheme}://${location.host}/ws`, ['surge.v1', `bearer.${session.token}`]);
+  socket = ws;
+  ws.onopen = () => {
+    ws.send(JSON.stringify({ type: 'subscribe', functions, scope: 'tenant' }));
+  };
+  ws.onmessage = (message) => {
+    let data;
+    try { data = JSON.parse(message.data); } catch { return; }
+    if (data.type === 'subscribed') {
+      reconnectDelay = 1000;
+      live('Loading…');
+      loadAll().then(
+        () => live('Live: updates arrive as jobs finish.', 'up'),
+        (e) => { if (e.status !== 401) live(`Could not load: ${e.message}`, 'down'); },
+      );
+    } else if (data.type === 'queues') {
+      renderQueues(data);
+    } else if (data.type === 'error') {
+      // The subscription did not take (the broker was away): start again, with backoff.
+      live(`The live feed refused: ${data.detail}`, 'down');
+      ws.close(1000, 'subscribing again');
+    } else if (data.specversion) {
+      completion(data);
+    }
+  };
+  ws.onclose = (event) => {
+    if (socket !== ws || !session) return;
+    const seconds = Math.round(reconnectDelay / 1000);
+    live(`Disconnected (${event.code}); reconnecting in ${seconds} s…`, 'down');
+    // Once subscribed again, everything is read again: what happened while away.
+    setTimeout(() => {
+      if (session && socket === ws) connect();
+    }, reconnectDelay);
+    reconnectDelay = Math.min(reconnectDelay * 2, 30000);
+  };
+}
+
+/// A completion CloudEvent: the job's final state, attempts and result or problem.
+function completion(event) {
+  arrivedDuringLoad?.push(event);
+  const match = /^dev\.surge\.fn\.(.+)\.(completed|failed)$/.exec(event.type ?? '');
+  if (!match) return;
+  const state = event.surgestate ?? (match[2] === 'completed' ? 'succeeded' : 'failed');
+  const id = event.subject ?? event.id;
+  const old = document.querySelector(`#jobs tr[data-job="${CSS.escape(id)}"]`);
+  upsertJob({
+    id,
+    function: match[1],
+    state,
+    attempts: event.surgeattempts === undefined ? null : Number(event.surgeattempts),
+    created_at: old?.cells[4].textContent || null,
+    finished_at: event.time,
+    error: state === 'succeeded' ? null : event.data,
+  }, true);
+  const dead = document.querySelector(`#dead tr[data-job="${CSS.escape(id)}"]`);
+  if (dead && state === 'succeeded') {
+    dead.remove();
+    showDeadEmpty();
+  }
+  refreshSoon(state === 'dead' || Boolean(dead));
+}
+
+// ---- actions ---------------------------------------------------------------------------
+
+async function submit(event) {
+  event.preventDefault();
+  const result = $('#submit-result');
+  const fn = $('#submit-function').value;
+  const input = $('#submit-input').value.trim() || 'null';
+  result.textContent = 'Submitting…';
+  result.className = '';
+  try {
+    JSON.parse(input);
+  } catch (e) {
+    result.textContent = `The input is not JSON: ${e.message}`;
+    result.className = 'error';
+    return;
+  }
+  try {
+    const job = await api('POST', `/jobs/${encodeURIComponent(fn)}`, input, { Prefer: 'respond-async' });
+    upsertJob(job, true);
+    result.textContent = `Job ${job.id} accepted (${job.state}).`;
+    result.className = '';
+  } catch (e) {
+    result.textContent = `Not accepted: ${e.message}`;
+    result.className = 'error';
+  }
+}
+
+async function replay(job, button) {
+  const result = $('#dead-result');
+  button.disabled = true;
+  button.textContent = 'Replaying…';
+  try {
+    await api('POST', `/admin/dead/${encodeURIComponent(job.function)}/${encodeURIComponent(job.id)}/replay`);
+    upsertJob({ ...job, state: 'queued', finished_at: null, error: null }, true);
+    result.textContent = `Job ${job.id} queued again.`;
+    result.className = '';
+  } catch (e) {
+    button.disabled = false;
+    button.textContent = 'Replay';
+    result.textContent = `Job ${job.id} was not replayed: ${e.message}`;
+    result.className = 'error';
+  }
+}
+
+// ---- start -----------------------------------------------------------------------------
+
+async function start() {
+  session = loadSession();
+  if (!session) return showLogin('');
+  let me;
+  try {
+    me = await api('GET', '/me');
+  } catch (e) {
+    if (e.status !== 401) showLogin(`The gateway did not answer: ${e.message}`);
+    return;
+  }
+  if (!me.admin) {
+    return logout(`This login (tenant ${me.tenant}) is not an admin: the console is for the tenant's admin group.`);
+  }
+  $('#login').hidden = true;
+  $('#console').hidden = false;
+  $('#logout').hidden = false;
+  $('#who').textContent = `${session.account || 'API key'} · tenant ${me.tenant}`;
+  try {
+    await loadFunctions(); // the functions to follow
+  } catch (e) {
+    if (e.status !== 401) live(`Could not load: ${e.message}`, 'down');
+    return;
+  }
+  connect();
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('#key-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const token = $('#key').value.trim();
+    $('#key').value = '';
+    sessionStorage.setItem(SESSION, JSON.stringify({ token, account: 'API key', expires_at: null }));
+    start();
+  });
+  $('#logout').addEventListener('click', () => logout(''));
+  $('#submit-form').addEventListener('submit', submit);
+  start();
+});

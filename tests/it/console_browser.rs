@@ -1,0 +1,124 @@
+//! The operations console as a person uses it, in Debian's headless Chromium driven by
+//! playwright-core (`tests/idp/console.mjs`): log in through tenant `a`'s real OpenID
+//! provider as an admin, submit a job and watch it complete, watch a job die, fix the
+//! function, replay the job from the dead letters and watch it succeed — its effect once.
+//! Screenshots are kept in the test logs folder.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use surge_tests::{TestAppBuilder, idp_dir, log_dir};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
+#[tokio::test]
+async fn a_person_logs_in_runs_a_job_and_replays_a_dead_one_in_a_real_browser() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: `bash scripts/setup.sh` installs Debian's chromium"
+    );
+    let mut app = TestAppBuilder {
+        identity: true,
+        max_attempts: 2,
+        scaler_poll_ms: Some(300),
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    let _echo = app.start_function("echo", &[]).await;
+    // Every attempt outlives the handler timeout: the job dies.
+    let broken = app
+        .start_function("sleep", &[("SURGE_FUNCTION__TIMEOUT_MS", "300")])
+        .await;
+
+    let shots = log_dir().join(format!("console-{}", surge_tests::unique_name()));
+    let mut driver = tokio::process::Command::new("node")
+        .arg(idp_dir().join("console.mjs"))
+        .arg(app.url(""))
+        .arg("a")
+        .arg("alice")
+        .arg(&shots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut stdin = driver.stdin.take().unwrap();
+    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+    let mut stderr = driver.stderr.take().unwrap();
+    let mut step = async |name: &str| -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the browser did not reach {name:?} within 90 s"))
+            .expect("stdout");
+        let Some(line) = line else {
+            let mut err = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
+            panic!("the browser stopped before {name:?}: {err}");
+        };
+        let step: Value = serde_json::from_str(&line).expect("a JSON step");
+        assert_eq!(step["step"], name, "{step}");
+        step
+    };
+
+    let logged_in = step("logged-in").await;
+    assert!(
+        logged_in["who"]
+            .as_str()
+            .unwrap()
+            .contains("alice@example.test"),
+        "{logged_in}"
+    );
+    let completed = step("completed").await;
+    let echo_job = completed["job"].as_str().unwrap().to_owned();
+    let dead = step("dead").await;
+    let doomed = dead["job"].as_str().unwrap().to_owned();
+    assert!(
+        dead["reason"].as_str().unwrap().contains("attempt"),
+        "the reason it died is shown: {dead}"
+    );
+    assert_eq!(app.job_state(&doomed).await.as_deref(), Some("dead"));
+
+    // The cause is fixed: the function with its default timeout.
+    drop(broken);
+    let _fixed = app.start_function("sleep", &[]).await;
+    stdin.write_all(b"fixed\n").await.unwrap();
+    stdin.flush().await.unwrap();
+
+    let replayed = step("replayed").await;
+    assert_eq!(replayed["job"], doomed.as_str());
+    assert_eq!(replayed["problems"], Value::Array(vec![]), "{replayed}");
+    assert_eq!(
+        replayed["foreign"],
+        Value::Array(vec![]),
+        "every request after the login went to the gateway: {replayed}"
+    );
+    let sleep = &replayed["figures"]["sleep"];
+    assert_eq!(sleep["dead"], "0", "{replayed}");
+    assert_eq!(sleep["replicas"], "1", "{replayed}");
+    assert!(
+        sleep["p50"].as_str().unwrap().ends_with('s'),
+        "latency shown: {replayed}"
+    );
+    assert_eq!(replayed["figures"]["echo"]["succeeded"], "1", "{replayed}");
+
+    // What the page showed is what happened.
+    assert_eq!(app.job_state(&echo_job).await.as_deref(), Some("succeeded"));
+    assert_eq!(app.job_state(&doomed).await.as_deref(), Some("succeeded"));
+    assert_eq!(app.sleep_runs(&doomed).await, 1, "the effect happened once");
+    let status = tokio::time::timeout(Duration::from_secs(30), driver.wait())
+        .await
+        .expect("the browser closes")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    for shot in ["dead", "replayed"] {
+        let path = format!("{}-{shot}.png", shots.display());
+        assert!(
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 0),
+            "{path} kept"
+        );
+    }
+}

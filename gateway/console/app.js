@@ -51,6 +51,7 @@ function showLogin(message) {
   $('#who').textContent = '';
   $('#login').hidden = false;
   $('#login-error').textContent = message;
+  $('#login-title').focus();
 }
 
 // ---- the API ---------------------------------------------------------------------------
@@ -143,9 +144,12 @@ function renderFunctions(overview) {
     return row;
   }));
   const select = $('#submit-function');
-  const chosen = select.value;
-  select.replaceChildren(...functions.map((name) => new Option(name, name)));
-  if (functions.includes(chosen)) select.value = chosen;
+  const names = [...select.options].map((o) => o.value);
+  if (names.join() !== functions.join()) {
+    const chosen = select.value;
+    select.replaceChildren(...functions.map((name) => new Option(name, name)));
+    if (functions.includes(chosen)) select.value = chosen;
+  }
 }
 
 function renderQueues(message) {
@@ -161,6 +165,7 @@ function renderQueues(message) {
 function jobRow(job) {
   const row = document.createElement('tr');
   row.dataset.job = job.id;
+  row.dataset.state = job.state;
   row.append(
     codeCell(job.id),
     cell(job.function),
@@ -173,11 +178,20 @@ function jobRow(job) {
   return row;
 }
 
+const FINISHED = new Set(['succeeded', 'failed', 'dead']);
+
 function upsertJob(job, fresh) {
   const body = $('#jobs tbody');
   const old = body.querySelector(`tr[data-job="${CSS.escape(job.id)}"]`);
+  // A fast job's completion can arrive before the answer that accepted it: a finished row
+  // is never put back to queued, except a dead one being replayed.
+  const replayingDead = job.again && old?.dataset.state === 'dead';
+  if (old && !FINISHED.has(job.state) && FINISHED.has(old.dataset.state) && !replayingDead) return;
   const row = jobRow(job);
-  if (fresh) row.classList.add('fresh');
+  if (fresh) {
+    row.classList.add('fresh');
+    setTimeout(() => row.classList.remove('fresh'), 3000);
+  }
   if (old) {
     old.replaceWith(row);
   } else {
@@ -186,10 +200,15 @@ function upsertJob(job, fresh) {
   }
 }
 
-function renderDead(jobs) {
+function renderDead(jobs, cut) {
   const body = $('#dead tbody');
+  // A rebuilt table must not drop the keyboard user's focus on the floor.
+  const hadFocus = body.contains(document.activeElement);
   body.replaceChildren(...jobs.map(deadRow));
+  $('#dead-empty').textContent = 'No dead jobs.';
+  $('#dead-cut').hidden = !cut;
   showDeadEmpty();
+  if (hadFocus) $('#dead-title').focus();
 }
 
 function showDeadEmpty() {
@@ -228,7 +247,7 @@ async function loadDead() {
     api('GET', `/admin/dead/${encodeURIComponent(f)}?limit=${DEAD_PER_FUNCTION}`)));
   const jobs = pages.flatMap((p) => p.jobs);
   jobs.sort((a, b) => Date.parse(b.died_at) - Date.parse(a.died_at));
-  renderDead(jobs);
+  renderDead(jobs, pages.some((p) => p.next_before));
 }
 
 async function loadFunctions() {
@@ -264,6 +283,9 @@ function refreshSoon(withDead) {
     try {
       await loadFunctions();
       if (dead) await loadDead();
+      if ($('#live').classList.contains('down') && socket?.readyState === WebSocket.OPEN) {
+        live('Live: updates arrive as jobs finish.', 'up');
+      }
     } catch (e) {
       if (e.status !== 401) live(`Could not refresh: ${e.message}`, 'down');
     } finally {
@@ -304,7 +326,7 @@ function connect() {
       renderQueues(data);
     } else if (data.type === 'error') {
       // The subscription did not take (the broker was away): start again, with backoff.
-      live(`The live feed refused: ${data.detail}`, 'down');
+      ws.refused = data.detail;
       ws.close(1000, 'subscribing again');
     } else if (data.specversion) {
       completion(data);
@@ -312,8 +334,12 @@ function connect() {
   };
   ws.onclose = (event) => {
     if (socket !== ws || !session) return;
+    if (event.code === 4003) {
+      return logout('Your login is no longer valid for the console (expired, revoked, or no longer an admin); log in again.');
+    }
     const seconds = Math.round(reconnectDelay / 1000);
-    live(`Disconnected (${event.code}); reconnecting in ${seconds} s…`, 'down');
+    const why = ws.refused ? `the live feed refused: ${ws.refused}` : `disconnected (${event.code})`;
+    live(`Not live: ${why}; trying again in ${seconds} s…`, 'down');
     // Once subscribed again, everything is read again: what happened while away.
     setTimeout(() => {
       if (session && socket === ws) connect();
@@ -356,11 +382,15 @@ async function submit(event) {
   const input = $('#submit-input').value.trim() || 'null';
   result.textContent = 'Submitting…';
   result.className = '';
+  const field = $('#submit-input');
   try {
     JSON.parse(input);
+    field.removeAttribute('aria-invalid');
   } catch (e) {
     result.textContent = `The input is not JSON: ${e.message}`;
     result.className = 'error';
+    field.setAttribute('aria-invalid', 'true');
+    field.focus();
     return;
   }
   try {
@@ -380,14 +410,18 @@ async function replay(job, button) {
   button.textContent = 'Replaying…';
   try {
     await api('POST', `/admin/dead/${encodeURIComponent(job.function)}/${encodeURIComponent(job.id)}/replay`);
-    upsertJob({ ...job, state: 'queued', finished_at: null, error: null }, true);
+    upsertJob({ ...job, state: 'queued', finished_at: null, error: null, again: true }, true);
+    button.textContent = 'Queued';
+    button.setAttribute('aria-label', `Job ${job.id} of ${job.function} queued again`);
     result.textContent = `Job ${job.id} queued again.`;
     result.className = '';
+    result.focus();
   } catch (e) {
     button.disabled = false;
     button.textContent = 'Replay';
     result.textContent = `Job ${job.id} was not replayed: ${e.message}`;
     result.className = 'error';
+    button.focus();
   }
 }
 
@@ -400,7 +434,9 @@ async function start() {
   try {
     me = await api('GET', '/me');
   } catch (e) {
-    if (e.status !== 401) showLogin(`The gateway did not answer: ${e.message}`);
+    showLogin(e.status === 401
+      ? 'That key or login was not accepted (mistyped, expired or revoked).'
+      : `The gateway did not answer: ${e.message}`);
     return;
   }
   if (!me.admin) {
@@ -410,6 +446,7 @@ async function start() {
   $('#console').hidden = false;
   $('#logout').hidden = false;
   $('#who').textContent = `${session.account || 'API key'} · tenant ${me.tenant}`;
+  $('#functions-title').focus();
   try {
     await loadFunctions(); // the functions to follow
   } catch (e) {

@@ -67,8 +67,8 @@ try {
     await page.getByRole('button', { name: 'Submit', exact: true }).click();
     // The page says which job it accepted; a new one each time.
     for (;;) {
-      const text = await page.locator('#submit-result').filter({ hasText: 'accepted' }).innerText();
-      const id = /Job (\S+) accepted/.exec(text)[1];
+      const text = await page.locator('#submit-result').filter({ hasText: /^Job \S+ accepted/ }).innerText();
+      const id = /^Job (\S+) accepted/.exec(text)[1];
       if (!submitted.has(id)) {
         submitted.add(id);
         return id;

@@ -139,8 +139,29 @@ async fn an_admin_sees_the_tenants_functions_and_jobs_and_follows_them_live() {
     )
     .await;
 
-    // The tenant's binding goes with its last watcher.
-    drop(console);
+    // The admin's own job arrives whole, result included.
+    let own = app.call("echo", &json!({"mine": true})).await;
+    let event = loop {
+        let message = next_json(&mut console).await;
+        if message["type"] != "queues" {
+            break message;
+        }
+    };
+    assert_eq!(event["subject"], own["id"], "{event}");
+    assert_eq!(event["data"], json!({"mine": true}), "{event}");
+
+    // Leaving the tenant scope keeps the connection and its own subscriptions; the tenant's
+    // binding goes with its last watcher.
+    let answer = subscribe(
+        &mut console,
+        json!({"type": "unsubscribe", "scope": "tenant"}),
+    )
+    .await;
+    assert_eq!(
+        (answer["scope"].as_str(), answer["functions"][0].as_str()),
+        (Some("own"), Some("echo")),
+        "{answer}"
+    );
     eventually(
         "the tenant binding to go",
         Duration::from_secs(10),
@@ -165,11 +186,20 @@ async fn the_console_pages_are_served_whole_with_a_strict_policy() {
     assert!(policy.contains("script-src 'self'") && policy.contains("default-src 'none'"));
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     let html = page.text().await.unwrap();
-    for asset in ["/console/app.js", "/console/app.css"] {
-        assert!(html.contains(asset), "{asset} linked");
+    for (asset, media) in [
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+        ("/console/icon.svg", "image/svg+xml"),
+        ("/console/handoff.js", "text/javascript"),
+    ] {
         let response = client.get(app.url(asset)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        // Served with `nosniff`: a wrong type would break the page.
+        assert_eq!(response.headers()["content-type"], media, "{asset}");
         assert!(!response.bytes().await.unwrap().is_empty());
+    }
+    for linked in ["/console/app.js", "/console/app.css", "/console/icon.svg"] {
+        assert!(html.contains(linked), "{linked} linked");
     }
     assert!(!html.contains("https://"), "no third-party asset");
 }

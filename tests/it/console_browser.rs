@@ -100,8 +100,8 @@ async fn a_person_logs_in_runs_a_job_and_replays_a_dead_one_in_a_real_browser() 
     assert_eq!(sleep["dead"], "0", "{replayed}");
     assert_eq!(sleep["replicas"], "1", "{replayed}");
     assert!(
-        sleep["p50"].as_str().unwrap().ends_with('s'),
-        "latency shown: {replayed}"
+        sleep["p50"].as_str().unwrap().ends_with(" s"),
+        "latency of a 1 s job shown in seconds: {replayed}"
     );
     assert_eq!(replayed["figures"]["echo"]["succeeded"], "1", "{replayed}");
 

@@ -41,6 +41,7 @@ fn deaths(job: &Value) -> usize {
 async fn replay(app: &TestApp, path: &str) -> Vec<String> {
     let response = app.request(Method::POST, path).send().await.unwrap();
     let body = TestApp::expect_json(response, StatusCode::OK).await;
+    assert_eq!(body["more"], false, "a few jobs fit one call: {body}");
     let mut ids: Vec<String> = serde_json::from_value(body["replayed"].clone()).unwrap();
     ids.sort();
     ids
@@ -174,4 +175,67 @@ async fn admins_list_their_dead_jobs_and_replay_them_once_the_cause_is_fixed() {
     }
     assert_eq!(app.job_state(&theirs).await.as_deref(), Some("dead"));
     assert_eq!(ids(&dead_list(&app).await), std::slice::from_ref(&d));
+}
+
+/// A page of dead jobs goes on from where the previous one ended, even when the job it ended
+/// on was replayed meanwhile (the cursor is a position, not a job that must still be dead).
+#[tokio::test]
+async fn paging_goes_on_after_the_last_job_of_a_page_was_replayed() {
+    let mut app = TestAppBuilder {
+        max_attempts: 1,
+        dev_admin: true,
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    let _broken = app
+        .start_function("sleep", &[("SURGE_FUNCTION__TIMEOUT_MS", "200")])
+        .await;
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        // One after the other, so their deaths are ordered.
+        let id = app.submit_async("sleep", &json!({"ms": 1000})).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.wait_for_state(&id, "dead", Duration::from_secs(20))
+            .await;
+        jobs.push(id);
+    }
+    let first = app
+        .request(Method::GET, "/admin/dead/sleep?limit=2")
+        .send()
+        .await
+        .unwrap();
+    let first = TestApp::expect_json(first, StatusCode::OK).await;
+    let listed: Vec<&str> = first["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [jobs[2].as_str(), jobs[1].as_str()], "{first}");
+    // The page's last job is replayed: off the list (it may die again later, on top).
+    assert_eq!(
+        replay(&app, &format!("/admin/dead/sleep/{}/replay", jobs[1])).await,
+        std::slice::from_ref(&jobs[1])
+    );
+    let cursor = first["next_before"].as_str().unwrap();
+    let next = app
+        .request(
+            Method::GET,
+            &format!("/admin/dead/sleep?limit=2&before={cursor}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let next = TestApp::expect_json(next, StatusCode::OK).await;
+    assert_eq!(next["jobs"][0]["id"], jobs[0].as_str(), "{next}");
+    assert_eq!(next["jobs"].as_array().unwrap().len(), 1, "{next}");
+    let nonsense = app
+        .request(Method::GET, "/admin/dead/sleep?before=not-a-cursor")
+        .send()
+        .await
+        .unwrap();
+    TestApp::expect_problem(nonsense, StatusCode::BAD_REQUEST).await;
 }

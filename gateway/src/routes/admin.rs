@@ -19,12 +19,15 @@ use crate::auth::{Admin, Caller};
 use crate::bus::{JobRequest, job_message};
 use crate::error::ApiError;
 use crate::openapi::Problem;
-use crate::routes::jobs::{next_before, page};
+use crate::routes::jobs::page;
 use crate::state::AppState;
-use crate::store::dead::{self, DeadRow, Viewer};
+use crate::store::dead::{self, DeadCursor, DeadRow, Viewer};
 
 /// Jobs replayed by one `replay` of a whole function, at most.
 const MAX_REPLAY: i64 = 1000;
+/// How long one `replay` of a whole function goes on at most (each job waits for its
+/// publish confirm); past it, it answers what it did and `more`.
+const REPLAY_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -56,9 +59,8 @@ pub struct DeadJob {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadPage {
     pub jobs: Vec<DeadJob>,
-    /// Pass as `before` for the next page.
-    #[schema(value_type = Option<String>, format = Uuid)]
-    pub next_before: Option<JobId>,
+    /// Pass as `before` for the next page (opaque; absent on the last page).
+    pub next_before: Option<String>,
 }
 
 /// What a replay did.
@@ -67,6 +69,9 @@ pub struct Replayed {
     /// The jobs queued again.
     #[schema(value_type = Vec<String>)]
     pub replayed: Vec<JobId>,
+    /// More dead jobs may be left: the call stopped at its 1000 jobs or 20 seconds; call again.
+    #[serde(default)]
+    pub more: bool,
 }
 
 impl From<DeadRow> for DeadJob {
@@ -94,7 +99,6 @@ struct DeadParams {
     #[param(minimum = 1, default = 20)]
     limit: Option<i64>,
     /// The `next_before` of the previous page.
-    #[param(format = Uuid)]
     before: Option<String>,
 }
 
@@ -118,7 +122,15 @@ async fn list(
 ) -> Result<Json<DeadPage>, ApiError> {
     let function = served(&state, &function)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let (limit, before) = page(params.limit, params.before, state.http.max_page_size)?;
+    let (limit, _) = page(params.limit, None, state.http.max_page_size)?;
+    let before = params
+        .before
+        .map(|b| {
+            DeadCursor::parse(&b).ok_or_else(|| {
+                ApiError::BadRequest("before must be the next_before of a previous page".into())
+            })
+        })
+        .transpose()?;
     let rows = dead::list(
         &state.pool,
         viewer(&state, &caller),
@@ -127,7 +139,9 @@ async fn list(
         limit,
     )
     .await?;
-    let next_before = next_before(&rows, limit, |r| r.id);
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| DeadCursor::of(r).encode()))
+        .flatten();
     Ok(Json(DeadPage {
         jobs: rows.into_iter().map(DeadJob::from).collect(),
         next_before,
@@ -136,8 +150,8 @@ async fn list(
 
 /// Replay every dead job
 ///
-/// Admins only: queues again (at most 1000 per call, oldest first) the dead jobs of a
-/// function listed for the admin.
+/// Admins only: queues again (oldest first, at most 1000 jobs or 20 seconds per call, then
+/// `more`) the dead jobs of a function listed for the admin.
 #[utoipa::path(post, path = "/admin/dead/{function}/replay", tag = "admin", operation_id = "replay_dead_jobs",
     params(("function" = String, Path, description = "The function", example = "echo")),
     responses(
@@ -160,7 +174,13 @@ async fn replay_all(
     )
     .await?;
     let mut replayed = Vec::with_capacity(ids.len());
+    let mut more = ids.len() as i64 == MAX_REPLAY;
+    let deadline = tokio::time::Instant::now() + REPLAY_BUDGET;
     for id in ids {
+        if tokio::time::Instant::now() >= deadline {
+            more = true;
+            break;
+        }
         match replay(&state, &caller, &function, id).await {
             Ok(true) => replayed.push(id),
             Ok(false) => {}
@@ -173,7 +193,7 @@ async fn replay_all(
             Err(e) => return Err(e),
         }
     }
-    Ok(Json(Replayed { replayed }))
+    Ok(Json(Replayed { replayed, more }))
 }
 
 /// Replay one dead job
@@ -201,6 +221,7 @@ async fn replay_one(
     if replay(&state, &caller, &function, job).await? {
         Ok(Json(Replayed {
             replayed: vec![job],
+            more: false,
         }))
     } else {
         Err(not_found())

@@ -149,6 +149,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_handoff_page_carries_the_token_escaped_uncached_and_under_the_policy() {
+        let issued = Issued {
+            token_type: "Bearer".into(),
+            access_token: "surge_abc\"><script>".into(),
+            id: uuid::Uuid::nil(),
+            kind: "login".into(),
+            expires_in: 3600,
+            refresh_token: None,
+            id_token: None,
+            tenant: "a".into(),
+            entity_id: uuid::Uuid::nil(),
+            account: "<b>alice</b>@example.test".into(),
+            admin: true,
+            label: Some("console".into()),
+            persona: None,
+        };
+        let response = handoff(&issued);
+        let headers = response.headers();
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::CONTENT_SECURITY_POLICY], POLICY);
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        let html = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            response.into_body(),
+            usize::MAX,
+        ))
+        .expect("a ready body")
+        .expect("bytes");
+        let html = String::from_utf8(html.to_vec()).unwrap();
+        assert!(
+            html.contains(r#"content="surge_abc&quot;&gt;&lt;script&gt;""#),
+            "{html}"
+        );
+        assert!(html.contains("&lt;b&gt;alice&lt;/b&gt;"), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(html.contains(r#"<script src="/console/handoff.js"></script>"#));
+    }
+
+    #[test]
     fn escaping_leaves_no_markup() {
         assert_eq!(
             escape(r#"<a href="x">'&'</a>"#),

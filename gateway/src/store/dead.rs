@@ -31,13 +31,44 @@ pub struct Viewer<'a> {
     pub operator: bool,
 }
 
-/// The dead jobs of `function` the viewer sees, newest death first; `before` (a job id from
-/// the previous page) pages on.
+/// Where a page of dead jobs ends: the last row's death time and id, so the next page goes
+/// on from there even when that job was replayed meanwhile (and is no longer listed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadCursor {
+    pub died_at: DateTime<Utc>,
+    pub id: JobId,
+}
+
+impl DeadCursor {
+    pub fn of(row: &DeadRow) -> Self {
+        Self {
+            died_at: row.died_at,
+            id: row.id,
+        }
+    }
+
+    /// Opaque to clients: `<microseconds since the epoch>.<job id>` (Postgres keeps
+    /// microseconds, so the position is exact).
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.died_at.timestamp_micros(), self.id)
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once('.')?;
+        Some(Self {
+            died_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// The dead jobs of `function` the viewer sees, newest death first; `before` (where the
+/// previous page ended) pages on.
 pub async fn list(
     pool: &PgPool,
     viewer: Viewer<'_>,
     function: &str,
-    before: Option<JobId>,
+    before: Option<DeadCursor>,
     limit: i64,
 ) -> Result<Vec<DeadRow>, sqlx::Error> {
     sqlx::query_as!(
@@ -50,16 +81,16 @@ pub async fn list(
         LEFT JOIN entity e ON e.id = j.owner_id
         WHERE d.function = $1
           AND (e.tenant = $2 OR (j.owner_id IS NULL AND $5))
-          AND ($3::uuid IS NULL OR (d.died_at, d.job_id) <
-               (SELECT died_at, job_id FROM dead_job WHERE job_id = $3))
+          AND ($3::timestamptz IS NULL OR (d.died_at, d.job_id) < ($3, $6::uuid))
         ORDER BY d.died_at DESC, d.job_id DESC
         LIMIT $4
         "#,
         function,
         viewer.tenant,
-        before.map(|b| b.0),
+        before.map(|b| b.died_at),
         limit,
         viewer.operator,
+        before.map(|b| b.id.0),
     )
     .fetch_all(pool)
     .await
@@ -144,4 +175,26 @@ pub async fn revive(
     )
     .fetch_optional(tx)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_exactly_and_nonsense_is_no_cursor() {
+        let cursor = DeadCursor {
+            died_at: DateTime::from_timestamp_micros(1_795_000_000_123_456).unwrap(),
+            id: JobId::new(),
+        };
+        assert_eq!(DeadCursor::parse(&cursor.encode()), Some(cursor));
+        for bad in [
+            "",
+            "1.2",
+            "x.01a21150-0bc2-728b-a838-4ff4f0c13bdb",
+            "01a21150-0bc2-728b-a838-4ff4f0c13bdb",
+        ] {
+            assert_eq!(DeadCursor::parse(bad), None, "{bad}");
+        }
+    }
 }

@@ -14,6 +14,8 @@ if [ ! -s "$state/dev-api-key" ]; then
   (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$state/dev-api-key")
 fi
 export SURGE_DEV__API_KEY="$(cat "$state/dev-api-key")"
+# Locally the development key is an admin (of tenant `dev`), so it opens the console too.
+export SURGE_DEV__ADMIN=${SURGE_DEV__ADMIN:-true}
 export SURGE_DATABASE__URL=${SURGE_DATABASE__URL:-postgres://postgres@127.0.0.1:5432/surge}
 export SURGE_BROKER__URL=${SURGE_BROKER__URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export SURGE_HTTP__ADDR=${SURGE_HTTP__ADDR:-127.0.0.1:8080}
@@ -75,7 +77,8 @@ Functions start from zero when work arrives and go back to zero after their cool
 (capped at ${SURGE_UP_MAX_COOLDOWN:-30} s here), as the ScaledObjects in keda/base say.
 Development API key: $SURGE_DEV__API_KEY   (also in $state/dev-api-key)
 
-Operations console (log in as alice, an admin of local): http://$SURGE_HTTP__ADDR/console
+Operations console: http://$SURGE_HTTP__ADDR/console  (log in as alice, an admin of local,
+or paste the development API key below)
 
 Log in (users alice = admin, bob, carol = unverified; any password) and get an API key:
   http://$SURGE_HTTP__ADDR/token?tenant=local      http://$SURGE_HTTP__ADDR/token?tenant=partner

@@ -192,18 +192,6 @@ impl Topology {
             .await
     }
 
-    /// Undoes `bind_entity`.
-    pub async fn unbind_entity(
-        &self,
-        channel: &Channel,
-        reply_queue: &str,
-        tenant: &str,
-        entity: &str,
-    ) -> Result<(), TopologyError> {
-        let key = crate::job::entity_binding_key(tenant, entity);
-        self.unbind_events(channel, reply_queue, &key).await
-    }
-
     /// Routes the completions matching `key` (a `job::*_binding_key`) on `surge.events` to a
     /// gateway replica's reply queue.
     pub async fn bind_events(
@@ -216,7 +204,7 @@ impl Topology {
             .await
     }
 
-    /// Undoes `bind_events`.
+    /// Undoes `bind_events` (and `bind_entity`, with `job::entity_binding_key`).
     pub async fn unbind_events(
         &self,
         channel: &Channel,

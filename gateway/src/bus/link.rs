@@ -177,6 +177,13 @@ impl Bus {
 
     /// Routes `entity`'s completions to this replica (its first websocket connection here).
     pub async fn follow(&self, tenant: &str, entity: uuid::Uuid) -> Result<(), PublishJobError> {
+        let key = job::entity_binding_key(tenant, &entity.to_string());
+        self.bind_keys(&[key]).await
+    }
+
+    /// Binds `keys` from `surge.events` to the reply queue, each within the publish timeout,
+    /// serialised with every other binding change.
+    async fn bind_keys(&self, keys: &[String]) -> Result<(), PublishJobError> {
         let _serial = self.inner.bindings.lock().await;
         let channel = self
             .inner
@@ -184,15 +191,17 @@ impl Bus {
             .channel()
             .ok_or(PublishJobError::NotConnected)?;
         let timeout = self.inner.publish_timeout;
-        let entity = entity.to_string();
-        let bound =
-            self.inner
+        for key in keys {
+            let bound = self
+                .inner
                 .topology
-                .bind_entity(&channel, &self.inner.reply_queue, tenant, &entity);
-        match tokio::time::timeout(timeout, bound).await {
-            Ok(result) => result.map_err(PublishJobError::Topology),
-            Err(_) => Err(PublishJobError::Publish(PublishError::Timeout(timeout))),
+                .bind_events(&channel, &self.inner.reply_queue, key);
+            match tokio::time::timeout(timeout, bound).await {
+                Ok(result) => result?,
+                Err(_) => return Err(PublishJobError::Publish(PublishError::Timeout(timeout))),
+            }
         }
+        Ok(())
     }
 
     /// Stops routing `entity`'s completions here, unless a connection of it joined meanwhile.
@@ -241,25 +250,11 @@ impl Bus {
         if audiences.is_empty() {
             return Ok(());
         }
-        let _serial = self.inner.bindings.lock().await;
-        let channel = self
-            .inner
-            .link
-            .channel()
-            .ok_or(PublishJobError::NotConnected)?;
-        let timeout = self.inner.publish_timeout;
-        for audience in audiences {
-            let key = job::tenant_binding_key(audience.as_deref());
-            let bound = self
-                .inner
-                .topology
-                .bind_events(&channel, &self.inner.reply_queue, &key);
-            match tokio::time::timeout(timeout, bound).await {
-                Ok(result) => result?,
-                Err(_) => return Err(PublishJobError::Publish(PublishError::Timeout(timeout))),
-            }
-        }
-        Ok(())
+        let keys: Vec<String> = audiences
+            .iter()
+            .map(|a| job::tenant_binding_key(a.as_deref()))
+            .collect();
+        self.bind_keys(&keys).await
     }
 
     /// Undoes `follow_audiences` for those nobody here watches any more.
@@ -515,4 +510,25 @@ fn change_event(completion: &cloudevents::Event) -> Result<cloudevents::Event, S
         )
         .build()
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_bindings_are_remembered_once_up_to_the_bound_and_taken_whole() {
+        let stale = StaleBindings::default();
+        stale.remember(vec!["a.*.*.*".into(), "a.*.*.*".into(), "-.*.*.*".into()]);
+        let mut taken = stale.take();
+        taken.sort();
+        assert_eq!(taken, ["-.*.*.*", "a.*.*.*"]);
+        assert!(stale.take().is_empty(), "taken means gone");
+        stale.remember(
+            (0..MAX_STALE_BINDINGS + 5)
+                .map(|i| format!("t{i}.*.*.*"))
+                .collect(),
+        );
+        assert_eq!(stale.take().len(), MAX_STALE_BINDINGS);
+    }
 }

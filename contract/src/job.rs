@@ -27,11 +27,7 @@ impl JobId {
     /// selects the jobs created since, through the primary key's order.
     pub fn first_at(time: chrono::DateTime<chrono::Utc>) -> Self {
         let ms = u64::try_from(time.timestamp_millis()).unwrap_or(0);
-        let mut bytes = [0u8; 16];
-        bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-        bytes[6] = 0x70; // version 7
-        bytes[8] = 0x80; // RFC 9562 variant
-        Self(Uuid::from_bytes(bytes))
+        Self(uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid())
     }
 }
 

@@ -123,6 +123,13 @@ impl ApiError {
     }
 }
 
+/// A query string that does not parse is a bad request, answered as a problem saying why.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        Self::BadRequest(e.body_text())
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {

@@ -19,7 +19,7 @@ use crate::auth::{Admin, Caller};
 use crate::bus::{JobRequest, job_message};
 use crate::error::ApiError;
 use crate::openapi::Problem;
-use crate::routes::jobs::page;
+use crate::routes::jobs::{next_before, page_limit};
 use crate::state::AppState;
 use crate::store::dead::{self, DeadCursor, DeadRow, Viewer};
 
@@ -121,8 +121,8 @@ async fn list(
     params: Result<Query<DeadParams>, QueryRejection>,
 ) -> Result<Json<DeadPage>, ApiError> {
     let function = served(&state, &function)?;
-    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let (limit, _) = page(params.limit, None, state.http.max_page_size)?;
+    let Query(params) = params?;
+    let limit = page_limit(params.limit, 20, state.http.max_page_size)?;
     let before = params
         .before
         .map(|b| {
@@ -139,9 +139,7 @@ async fn list(
         limit,
     )
     .await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| DeadCursor::of(r).encode()))
-        .flatten();
+    let next_before = next_before(&rows, limit, |r| DeadCursor::of(r).encode());
     Ok(Json(DeadPage {
         jobs: rows.into_iter().map(DeadJob::from).collect(),
         next_before,

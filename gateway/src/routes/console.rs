@@ -68,7 +68,7 @@ async fn login(
     State(state): State<AppState>,
     params: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(params) = params?;
     start(&state, params.tenant.as_deref(), Purpose::Console).await
 }
 

@@ -179,7 +179,7 @@ async fn list(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(params) = params?;
     let (limit, before) = page(params.limit, params.before, state.http.max_page_size)?;
     let rows = jobs::list(&state.pool, caller.entity_id, before, limit).await?;
     let next_before = next_before(&rows, limit, |r| r.id);
@@ -189,18 +189,25 @@ async fn list(
     }))
 }
 
-/// A keyset page's `limit` (1 to `max`, 20 by default) and `before` (a job id).
-pub(crate) fn page(
-    limit: Option<i64>,
-    before: Option<String>,
-    max: i64,
-) -> Result<(i64, Option<JobId>), ApiError> {
-    let limit = limit.unwrap_or(20);
+/// How many rows a listing answers: `requested`, or `default` (capped at `max`), checked to
+/// be 1 to `max`.
+pub(crate) fn page_limit(requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = requested.unwrap_or(default.min(max));
     if !(1..=max).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
             "limit must be between 1 and {max}"
         )));
     }
+    Ok(limit)
+}
+
+/// A keyset page's `limit` (1 to `max`, 20 by default) and `before` (a job id).
+fn page(
+    limit: Option<i64>,
+    before: Option<String>,
+    max: i64,
+) -> Result<(i64, Option<JobId>), ApiError> {
+    let limit = page_limit(limit, 20, max)?;
     let before = before
         .map(|b| b.parse::<JobId>())
         .transpose()
@@ -208,10 +215,10 @@ pub(crate) fn page(
     Ok((limit, before))
 }
 
-/// The `before` of the next page: the last row's id when the page is full.
-pub(crate) fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> JobId) -> Option<JobId> {
+/// The `before` of the next page: the last row's position when the page is full.
+pub(crate) fn next_before<T, C>(rows: &[T], limit: i64, position: impl Fn(&T) -> C) -> Option<C> {
     (rows.len() as i64 == limit)
-        .then(|| rows.last().map(id))
+        .then(|| rows.last().map(position))
         .flatten()
 }
 

@@ -34,13 +34,6 @@ pub struct LoginQuery {
     pub tenant: Option<String>,
 }
 
-/// A query string that does not parse is a bad request, answered as a problem.
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
-}
-
 /// Log in
 ///
 /// Redirects the browser to the tenant's OpenID provider (authorization code with PKCE); the
@@ -58,7 +51,7 @@ async fn login(
     State(state): State<AppState>,
     params: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = query(params)?;
+    let Query(params) = params?;
     start(&state, params.tenant.as_deref(), Purpose::Login).await
 }
 
@@ -128,7 +121,8 @@ pub async fn start_token(
     State(state): State<AppState>,
     params: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (tenant, purpose) = query(params)?.validate()?;
+    let Query(params) = params?;
+    let (tenant, purpose) = params.validate()?;
     start(&state, tenant.as_deref(), purpose).await
 }
 
@@ -238,7 +232,7 @@ async fn callback(
     params: Result<Query<CallbackParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = query(params)?;
+    let Query(params) = params?;
     let finished = state.tenants.finish(&state.pool, params, &headers).await?;
     let flow = &finished.flow;
     let tenant = &state

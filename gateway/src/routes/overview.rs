@@ -17,6 +17,7 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::openapi::Problem;
 use crate::routes::admin::viewer;
+use crate::routes::jobs::page_limit;
 use crate::state::AppState;
 use crate::store::overview::{self, RecentRow};
 
@@ -170,14 +171,8 @@ async fn recent(
     Admin(caller): Admin,
     params: Result<Query<RecentParams>, QueryRejection>,
 ) -> Result<Json<TenantJobs>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let max = state.http.max_page_size;
-    let limit = params.limit.unwrap_or(50.min(max));
-    if !(1..=max).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {max}"
-        )));
-    }
+    let Query(params) = params?;
+    let limit = page_limit(params.limit, 50, state.http.max_page_size)?;
     let rows = overview::recent(&state.pool, viewer(&state, &caller), limit).await?;
     Ok(Json(TenantJobs {
         jobs: rows.into_iter().map(TenantJob::from).collect(),

@@ -113,6 +113,17 @@ pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Event, Bindin
     Ok(MessageDeserializer::into_event(delivery)?)
 }
 
+/// The event's data as a job's input, where data enters Surge (`POST /events`, a runtime's
+/// delivery): JSON (`json_data`) that Postgres can store and hand back (`storable`).
+pub fn json_input(event: &Event) -> Result<serde_json::Value, BindingError> {
+    let value = json_data(event)?;
+    storable(&value).map_err(|reason| BindingError::DataNotJson {
+        content_type: event.datacontenttype().map(str::to_owned),
+        reason,
+    })?;
+    Ok(value)
+}
+
 /// The event's data as JSON, the only data Surge's handlers take. No data is `null`.
 pub fn json_data(event: &Event) -> Result<serde_json::Value, BindingError> {
     let content_type = event.datacontenttype().map(str::to_owned);
@@ -135,7 +146,6 @@ pub fn json_data(event: &Event) -> Result<serde_json::Value, BindingError> {
         Some(Data::Binary(b)) => serde_json::from_slice(b).map_err(|e| not_json(e.to_string()))?,
         Some(Data::String(s)) => serde_json::from_str(s).map_err(|e| not_json(e.to_string()))?,
     };
-    storable(&value).map_err(not_json)?;
     Ok(value)
 }
 

@@ -132,11 +132,20 @@ pub fn event_trace_context(event: &cloudevents::Event) -> HashMap<String, String
 }
 
 /// Records the span's trace id in its `trace_id` field (declared `Empty` where the span is
-/// made), so every log line inside it names the trace to look up.
-pub fn record_trace_id(span: &tracing::Span) {
-    let context = trace_context(span);
-    if let Some(id) = context.get("traceparent").and_then(|tp| trace_id_of(tp)) {
-        span.record("trace_id", id);
+/// made), so every log line inside it names the trace to look up. Read from the span's
+/// context as it is; a span without the field costs nothing.
+fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt as _;
+    if span
+        .metadata()
+        .is_none_or(|m| m.fields().field("trace_id").is_none())
+    {
+        return;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
     }
 }
 

@@ -165,20 +165,6 @@ impl Topology {
         Ok(name)
     }
 
-    /// Routes every completion of one entity (`<tenant>.<entity>.*.*` on `surge.events`) to
-    /// a gateway replica's reply queue, while that entity has a websocket connection there.
-    pub async fn bind_entity(
-        &self,
-        channel: &Channel,
-        reply_queue: &str,
-        tenant: &str,
-        entity: &str,
-    ) -> Result<(), TopologyError> {
-        let key = crate::job::entity_binding_key(tenant, entity);
-        self.bind(channel, reply_queue, &self.events_exchange(), &key)
-            .await
-    }
-
     /// Routes every successful completion of `function` to a gateway replica's reply queue
     /// (`settings`: each is a change every replica applies).
     pub async fn bind_function_completions(
@@ -192,8 +178,9 @@ impl Topology {
             .await
     }
 
-    /// Routes the completions matching `key` (a `job::*_binding_key`) on `surge.events` to a
-    /// gateway replica's reply queue.
+    /// Routes the completions matching `key` (a `job::*_binding_key`: an entity's while it
+    /// has a websocket connection there, a watched tenant's) on `surge.events` to a gateway
+    /// replica's reply queue.
     pub async fn bind_events(
         &self,
         channel: &Channel,
@@ -204,7 +191,7 @@ impl Topology {
             .await
     }
 
-    /// Undoes `bind_events` (and `bind_entity`, with `job::entity_binding_key`).
+    /// Undoes `bind_events`.
     pub async fn unbind_events(
         &self,
         channel: &Channel,

@@ -234,4 +234,12 @@ fn numbers_postgres_cannot_hand_back_are_refused() {
     let err = storable(&serde_json::json!({"a": [1, {"b": f64::MAX}]})).unwrap_err();
     assert!(err.contains("1e308"), "{err}");
     assert!(storable(&serde_json::json!(-1.7976931348623157e308)).is_err());
+    // Checked where input enters (`json_input`), not on every decode of what Surge made.
+    let mut event = sample();
+    event.set_data("application/json", serde_json::json!({"b": f64::MAX}));
+    assert!(json_data(&event).is_ok());
+    assert!(matches!(
+        json_input(&event),
+        Err(BindingError::DataNotJson { .. })
+    ));
 }

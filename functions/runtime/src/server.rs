@@ -99,7 +99,7 @@ async fn receive_event<F: Function>(
     let decoded = cloudevents::binding::http::to_event(&headers, body.to_vec())
         .map_err(|e| format!("not a CloudEvent: {e}"))
         .and_then(|event| {
-            let input = binding::json_data(&event).map_err(|e| e.to_string())?;
+            let input = binding::json_input(&event).map_err(|e| e.to_string())?;
             Ok((event, input))
         });
     let (event, input) = match decoded {

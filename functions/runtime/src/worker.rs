@@ -62,11 +62,22 @@ pub enum Settlement {
     Reject(String),
 }
 
+/// One received event as `run` takes it: the event, its decoded input, and what `handle` read of
+/// it already.
+struct Received<'a> {
+    event: &'a Event,
+    input: Value,
+    /// The event's `traceparent`, kept on the job record.
+    traceparent: Option<String>,
+    /// Published by a gateway: the job's id is the event's.
+    from_gateway: bool,
+}
+
 impl<F: Function> Worker<F> {
     /// Processes one AMQP delivery on `channel` (the publishing channel of its connection).
     pub async fn process(self: Arc<Self>, channel: Channel, delivery: Delivery) {
         let decoded = binding::decode(&delivery.properties, &delivery.data)
-            .and_then(|event| Ok((binding::json_data(&event)?, event)));
+            .and_then(|event| Ok((binding::json_input(&event)?, event)));
         let (input, event) = match decoded {
             Ok(decoded) => decoded,
             Err(e) => return self.dead_letter(&channel, delivery, e.to_string()).await,
@@ -110,36 +121,38 @@ impl<F: Function> Worker<F> {
             trace_id = tracing::field::Empty,
             event_id = %event.id(),
         );
-        set_parent(
-            &span,
-            &surge_contract::telemetry::event_trace_context(&event),
-        );
+        let mut trace = surge_contract::telemetry::event_trace_context(&event);
+        set_parent(&span, &trace);
         // A gateway's job is known by its event id from the first line on; a trusted
         // producer's gets its id at the claim.
-        if *event.source() == surge_contract::job::GATEWAY_SOURCE {
+        let from_gateway = *event.source() == surge_contract::job::GATEWAY_SOURCE;
+        if from_gateway {
             span.record("job_id", event.id());
         }
-        self.run(
-            channel,
-            &event,
+        let received = Received {
+            event: &event,
             input,
-            reply_to.map(|queue| ReplyTo { queue }),
-        )
-        .instrument(span)
-        .await
+            traceparent: trace.remove(surge_contract::job::ext::TRACEPARENT),
+            from_gateway,
+        };
+        self.run(channel, received, reply_to.map(|queue| ReplyTo { queue }))
+            .instrument(span)
+            .await
     }
 
     async fn run(
         &self,
         channel: &Channel,
-        event: &Event,
-        input: Value,
+        received: Received<'_>,
         reply_to: Option<ReplyTo>,
     ) -> Settlement {
+        let Received {
+            event,
+            input,
+            traceparent,
+            from_gateway,
+        } = received;
         let source = event.source().to_string();
-        let traceparent = event
-            .extension(surge_contract::job::ext::TRACEPARENT)
-            .map(|v| v.to_string());
         let delivered = Delivered {
             function: self.name.as_str(),
             event_source: &source,
@@ -159,7 +172,9 @@ impl<F: Function> Worker<F> {
                 return Settlement::Retry;
             }
         };
-        tracing::Span::current().record("job_id", tracing::field::display(job.id));
+        if !from_gateway {
+            tracing::Span::current().record("job_id", tracing::field::display(job.id));
+        }
         let since_created = || {
             event
                 .time()

@@ -315,25 +315,26 @@ impl LinkHandler for Replies {
             .await?;
         // Changes missed while disconnected.
         self.settings_changed.notify_one();
-        // Completions of the entities with websocket connections here (after a reconnect).
-        for (tenant, entity) in self.hub.entities() {
+        // Completions of the entities with websocket connections here and of the tenants
+        // admins watch from here (after a reconnect).
+        let wanted: std::collections::HashSet<String> = self
+            .hub
+            .entities()
+            .into_iter()
+            .map(|(tenant, entity)| job::entity_binding_key(&tenant, &entity.to_string()))
+            .chain(
+                self.hub
+                    .audiences()
+                    .into_iter()
+                    .map(|a| job::tenant_binding_key(a.as_deref())),
+            )
+            .collect();
+        for key in &wanted {
             self.topology
-                .bind_entity(publish, &reply_queue, &tenant, &entity.to_string())
+                .bind_events(publish, &reply_queue, key)
                 .await?;
-        }
-        // And the tenants admins watch from here.
-        let mut wanted = std::collections::HashSet::new();
-        for audience in self.hub.audiences() {
-            let key = job::tenant_binding_key(audience.as_deref());
-            self.topology
-                .bind_events(publish, &reply_queue, &key)
-                .await?;
-            wanted.insert(key);
         }
         // Bindings whose followers left while the link was down go now (unless followed again).
-        for (tenant, entity) in self.hub.entities() {
-            wanted.insert(job::entity_binding_key(&tenant, &entity.to_string()));
-        }
         for key in self.stale.take() {
             if wanted.contains(&key) {
                 continue;
@@ -407,10 +408,11 @@ impl Replies {
         else {
             return;
         };
+        let outcome = words.next();
         if function == setting::FUNCTION {
             // Every replica applies the change; the writer's own connections also get the
             // job's completion below, like any other of their jobs.
-            self.settings_change(delivery, words.next());
+            self.settings_change(delivery, outcome);
         }
         // `-`: a job no tenant owns, seen only by operators watching it; the nil id is no
         // entity's, so it reaches no entity's own connections.
@@ -420,26 +422,17 @@ impl Replies {
             .correlation_id()
             .as_ref()
             .and_then(|id| id.as_str().parse().ok());
-        if !self.hub.wants(tenant, entity, job, function) {
+        let interest = self.hub.interest(tenant, entity, job, function);
+        if !interest.any() {
             return;
         }
-        let event = match binding::decode(&delivery.properties, &delivery.data) {
+        let mut event = match binding::decode(&delivery.properties, &delivery.data) {
             Ok(event) => event,
             Err(e) => {
                 tracing::warn!(error = %e, "an undecodable completion was not pushed");
                 return;
             }
         };
-        // Others' tenant-wide watchers (admins) see a success without its result, as
-        // `/admin/jobs` shows it; a failure keeps its problem.
-        let succeeded = event
-            .extension(job::ext::STATE)
-            .is_some_and(|s| s.to_string() == job::JobState::Succeeded.as_str());
-        let bare = (succeeded && self.hub.watches_word(tenant)).then(|| {
-            let mut bare = event.clone();
-            bare.take_data();
-            bare
-        });
         let render = |event| match binding::structured_json(event) {
             Ok(json) => Some(Arc::<str>::from(json)),
             Err(e) => {
@@ -447,16 +440,24 @@ impl Replies {
                 None
             }
         };
+        // Others' tenant-wide watchers (admins) see a success without its result, as
+        // `/admin/jobs` shows it; a failure keeps its problem. The data is set aside, not
+        // copied, while the bare copy is made.
+        let bare = if interest.others && outcome == Some(job::Outcome::Completed.as_str()) {
+            let (content_type, _, data) = event.take_data();
+            let bare = render(event.clone());
+            if let Some(data) = data {
+                event.set_data(content_type.unwrap_or_default(), data);
+            }
+            let Some(bare) = bare else { return };
+            Some(bare)
+        } else {
+            None
+        };
         let Some(json) = render(event) else {
             return;
         };
-        let for_watchers = match bare {
-            Some(bare) => match render(bare) {
-                Some(json) => json,
-                None => return,
-            },
-            None => json.clone(),
-        };
+        let for_watchers = bare.unwrap_or_else(|| json.clone());
         self.hub.dispatch(&Push {
             tenant: tenant.to_owned(),
             entity,

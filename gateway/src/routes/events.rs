@@ -191,7 +191,7 @@ fn incoming(state: &AppState, event: &Event) -> Result<Incoming, ApiError> {
         ))
     })?;
     let function = known_function(state, name)?;
-    let input = binding::json_data(event).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let input = binding::json_input(event).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     // `source` + `id` identify an event (CloudEvents spec): hashed to a bounded key.
     let digest = Sha256::new()
         .chain_update(event.source().to_string().as_bytes())

@@ -131,6 +131,20 @@ impl Rooms {
     }
 }
 
+/// Who wants a completion: the owner's own connections, and other entities' tenant-wide
+/// watchers (who get a success without its result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    pub owner: bool,
+    pub others: bool,
+}
+
+impl Interest {
+    pub fn any(self) -> bool {
+        self.owner || self.others
+    }
+}
+
 /// What a connection's leaving ended.
 #[derive(Debug, Default, PartialEq)]
 pub struct Left {
@@ -258,17 +272,13 @@ impl Hub {
         self.rooms().unwatch(id)
     }
 
-    /// Whether connection `id` is a tenant-wide watcher.
+    /// Whether connection `id` is a tenant-wide watcher (the connection itself keeps track).
+    #[cfg(test)]
     pub fn is_watching(&self, id: u64) -> bool {
         self.rooms()
             .watchers
             .values()
             .any(|w| w.connections.contains_key(&id))
-    }
-
-    /// Whether anyone here watches the audience of this routing-key word.
-    pub fn watches_word(&self, word: &str) -> bool {
-        self.rooms().watchers.contains_key(word)
     }
 
     /// Whether anyone here watches `audience`.
@@ -303,22 +313,31 @@ impl Hub {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// Whether any connection wants this completion: asked before it is decoded and
-    /// rendered, so unwanted traffic costs no work. `tenant` is the routing key's word.
-    pub fn wants(&self, tenant: &str, entity: Uuid, job: Option<Uuid>, function: &str) -> bool {
+    /// Who here wants this completion, asked before it is decoded and rendered (unwanted
+    /// traffic costs no work), under one lock. `tenant` is the routing key's word.
+    pub fn interest(
+        &self,
+        tenant: &str,
+        entity: Uuid,
+        job: Option<Uuid>,
+        function: &str,
+    ) -> Interest {
         let rooms = self.rooms();
-        let own = rooms.entities.get(&entity).is_some_and(|connections| {
+        let owner = rooms.entities.get(&entity).is_some_and(|connections| {
             connections
                 .values()
                 .any(|c| c.tenant_word == tenant && c.wanted(job, function))
         });
-        own || rooms.watchers.get(tenant).is_some_and(|w| {
+        // As `dispatch`: the owner's own connections count as the owner, not as watchers.
+        let others = rooms.watchers.get(tenant).is_some_and(|w| {
             w.connections.iter().any(|(id, watcher)| {
-                rooms
-                    .connection(*watcher, *id)
-                    .is_some_and(|c| c.wanted(job, function))
+                *watcher != entity
+                    && rooms
+                        .connection(*watcher, *id)
+                        .is_some_and(|c| c.wanted(job, function))
             })
-        })
+        });
+        Interest { owner, others }
     }
 
     /// Whether any connection here subscribed to `function` (whatever its entity).
@@ -431,7 +450,7 @@ mod tests {
         );
         follow(&a, "echo");
         follow(&b, "echo");
-        assert!(hub.wants("acme", ann, Some(job), "echo"));
+        assert!(hub.interest("acme", ann, Some(job), "echo").owner);
         assert_eq!(hub.dispatch(&push("acme", ann, "echo", job)), 1);
         assert!(a.queue.try_recv().is_ok());
         assert!(b.queue.try_recv().is_err(), "bob never sees ann's events");
@@ -507,7 +526,7 @@ mod tests {
         let (mut own, _) = hub.join("acme", ann, 8, 10).unwrap();
         follow(&console, "echo");
         follow(&own, "echo");
-        assert!(!hub.wants("acme", ann, None, "sleep"));
+        assert!(!hub.interest("acme", ann, None, "sleep").any());
         let acme = Some("acme".to_owned());
         let watched = hub.watch(console.id, admin, std::slice::from_ref(&acme));
         assert_eq!(watched, std::slice::from_ref(&acme));
@@ -518,7 +537,21 @@ mod tests {
         );
         hub.unwatch(own.id);
         assert!(hub.is_watching(console.id) && !hub.is_watching(own.id));
-        assert!(hub.wants("acme", ann, None, "echo"));
+        assert_eq!(
+            hub.interest("acme", ann, None, "echo"),
+            Interest {
+                owner: true,
+                others: true
+            }
+        );
+        assert_eq!(
+            hub.interest("acme", admin, None, "echo"),
+            Interest {
+                owner: true,
+                others: false
+            },
+            "the admin's own job is the admin's, whole"
+        );
         assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 2);
         assert_eq!(
             &*own.queue.try_recv().unwrap(),

@@ -257,28 +257,29 @@ async fn serve(socket: WebSocket, caller: Caller, credential: SecretString, stat
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
+                    let was_watching = watching;
                     let reply = match check(&text, &member, &caller, &state.functions, settings.max_subscriptions) {
                         Err(reply) => reply,
                         Ok((command, change)) => {
-                            let ready = match change {
-                                Watching::Start => watch(&state, &caller, member.id).await,
+                            // Whether the connection watches its tenant once the command is done.
+                            let now = match change {
+                                Watching::Start => watch(&state, &caller, member.id).await.map(|()| true),
                                 Watching::Stop => {
-                                    let gone = state.bus.hub().unwatch(member.id);
-                                    state.bus.unfollow_audiences(&gone).await;
-                                    Ok(())
+                                    stop_watching(&state, member.id).await;
+                                    Ok(false)
                                 }
-                                Watching::Keep => Ok(()),
+                                Watching::Keep => Ok(watching),
                             };
-                            match ready {
-                                Ok(()) => {
-                                    let scope = if state.bus.hub().is_watching(member.id) {
-                                        Scope::Tenant
-                                    } else {
-                                        Scope::Own
-                                    };
-                                    apply(command, &member, scope)
+                            match now {
+                                Ok(now) => {
+                                    watching = now;
+                                    apply(command, &member, if now { Scope::Tenant } else { Scope::Own })
                                 }
-                                Err(detail) => Reply::Error { detail },
+                                // A failed watch was undone whole.
+                                Err(detail) => {
+                                    watching = false;
+                                    Reply::Error { detail }
+                                }
                             }
                         }
                     };
@@ -286,8 +287,7 @@ async fn serve(socket: WebSocket, caller: Caller, credential: SecretString, stat
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         break None;
                     }
-                    let now_watching = state.bus.hub().is_watching(member.id);
-                    if now_watching && !watching {
+                    if watching && !was_watching {
                         // The figures as they are now, then each change.
                         last_queues = None;
                         if let Some(json) = queue_figures(&state, &mut last_queues)
@@ -296,7 +296,6 @@ async fn serve(socket: WebSocket, caller: Caller, credential: SecretString, stat
                             break None;
                         }
                     }
-                    watching = now_watching;
                 }
                 Some(Ok(Message::Pong(_))) => unanswered_pings = 0,
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
@@ -316,6 +315,12 @@ async fn leave(state: &AppState, caller: &Caller, id: u64) {
         state.bus.unfollow(&caller.tenant, caller.entity_id).await;
     }
     state.bus.unfollow_audiences(&left.unwatched).await;
+}
+
+/// Ends the connection's watching, and the bindings nobody here needs any more.
+async fn stop_watching(state: &AppState, id: u64) {
+    let gone = state.bus.hub().unwatch(id);
+    state.bus.unfollow_audiences(&gone).await;
 }
 
 /// Whether the connection's credential still stands (asked on every ping): the same entity,
@@ -349,8 +354,7 @@ async fn watch(state: &AppState, caller: &Caller, id: u64) -> Result<(), String>
     let new = hub.watch(id, caller.entity_id, &audiences);
     if let Err(e) = state.bus.follow_audiences(&new).await {
         tracing::warn!(error = %e, "a tenant-wide subscription failed: the broker cannot route here");
-        let gone = hub.unwatch(id);
-        state.bus.unfollow_audiences(&gone).await;
+        stop_watching(state, id).await;
         return Err("the broker is unavailable; subscribe again shortly".into());
     }
     Ok(())

@@ -131,7 +131,6 @@ pub struct Revived {
     pub event_source: String,
     pub event_id: String,
     pub input: Option<Value>,
-    pub created_at: DateTime<Utc>,
 }
 
 /// Takes a dead job off the list and makes it `queued` with its attempts reset (the runtime
@@ -166,7 +165,7 @@ pub async fn revive(
         FROM listed
         WHERE job.id = listed.job_id AND job.state = 'dead'
         RETURNING job.id AS "id: JobId", job.owner_id, listed.tenant AS "tenant?",
-                  job.event_source, job.event_id, job.input, job.created_at
+                  job.event_source, job.event_id, job.input
         "#,
         viewer.tenant,
         function,

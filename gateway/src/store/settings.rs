@@ -15,11 +15,12 @@ pub struct SettingRow {
 }
 
 /// Every setting, sorted by name in byte order (the cache binary-searches it; the database's
-/// collation may order `_ . -` otherwise). At most `MAX_SETTINGS`: the function refuses more.
+/// own collation may order `_ . -` otherwise, hence `COLLATE "C"`). At most `MAX_SETTINGS`:
+/// the function refuses more.
 pub async fn all(pool: &PgPool) -> Result<Vec<SettingRow>, sqlx::Error> {
-    let mut rows = sqlx::query_as!(
+    let rows = sqlx::query_as!(
         SettingRow,
-        "SELECT name, value, version, updated_at FROM settings ORDER BY name LIMIT $1",
+        r#"SELECT name, value, version, updated_at FROM settings ORDER BY name COLLATE "C" LIMIT $1"#,
         MAX_SETTINGS
     )
     .fetch_all(pool)
@@ -30,6 +31,5 @@ pub async fn all(pool: &PgPool) -> Result<Vec<SettingRow>, sqlx::Error> {
             "as many settings as allowed exist; any beyond are not read"
         );
     }
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(rows)
 }

@@ -104,6 +104,19 @@ impl FunctionProcess {
             .expect("wait")
     }
 
+    /// Kills the process and waits until it is gone (5 s at most), for a synchronous `Drop`
+    /// that must not touch the process's files while it still writes them.
+    pub fn kill_and_reap(&mut self) {
+        let _ = self.child.start_kill();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Ok(Some(_)) | Err(_) => return,
+            }
+        }
+    }
+
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -145,8 +145,9 @@ impl Prometheus {
 impl Drop for Prometheus {
     fn drop(&mut self) {
         // Stopped first, so it does not write while its data goes.
-        drop(self.process.take());
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Some(mut process) = self.process.take() {
+            process.kill_and_reap();
+        }
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
     }
 }

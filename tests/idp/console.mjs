@@ -65,16 +65,14 @@ try {
     await page.getByLabel('Function', { exact: true }).selectOption(fn);
     await page.getByLabel('Input (JSON)', { exact: true }).fill(input);
     await page.getByRole('button', { name: 'Submit', exact: true }).click();
-    // The page says which job it accepted; a new one each time.
-    for (;;) {
-      const text = await page.locator('#submit-result').filter({ hasText: /^Job \S+ accepted/ }).innerText();
-      const id = /^Job (\S+) accepted/.exec(text)[1];
-      if (!submitted.has(id)) {
-        submitted.add(id);
-        return id;
-      }
-      await page.waitForTimeout(50);
-    }
+    // The page says which job it accepted: wait for one it has not said before.
+    const text = await page.waitForFunction((seen) => {
+      const m = /^Job (\S+) accepted/.exec(document.querySelector('#submit-result').textContent);
+      return m && !seen.includes(m[1]) ? m[1] : null;
+    }, [...submitted]);
+    const id = await text.jsonValue();
+    submitted.add(id);
+    return id;
   };
   const jobState = (id) => page.locator(`#jobs tr[data-job="${id}"] .state`);
   const echo = await submitJob('echo', '{"from": "the console"}');

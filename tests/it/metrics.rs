@@ -111,6 +111,32 @@ async fn prometheus_scrapes_the_gateway_and_functions_and_counts_what_happened()
     prometheus
         .wait_for(r#"surge_jobs_in_flight{function="sleep"}"#, 0.0)
         .await;
+    // Requests whose paths hold ids, one matching no route, and an invented method: their
+    // series are labelled by route template and a fixed method set, never by what was sent.
+    let id = running["id"].as_str().unwrap();
+    for path in [format!("/jobs/{id}"), format!("/nope/{id}")] {
+        app.request(Method::GET, &path).send().await.unwrap();
+    }
+    app.request(Method::from_bytes(b"PURGE").unwrap(), "/jobs")
+        .send()
+        .await
+        .unwrap();
+    prometheus
+        .wait_for(
+            r#"sum(surge_http_requests_total{route="/jobs/{id}",method="GET"})"#,
+            1.0,
+        )
+        .await;
+    // `/nope/<id>`, and `/metrics` asked on the API port at the start.
+    prometheus
+        .wait_for(
+            r#"sum(surge_http_requests_total{route="unmatched",method="GET"})"#,
+            2.0,
+        )
+        .await;
+    prometheus
+        .wait_for(r#"sum(surge_http_requests_total{method="other"})"#, 1.0)
+        .await;
     // No series carries an id: no function or route label value holds a UUID.
     for label in ["function", "route"] {
         let promql = format!(

@@ -10,7 +10,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
 
 use crate::binding::AmqpMessage;
-use crate::settings::BrokerSettings;
+use crate::config::BrokerSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

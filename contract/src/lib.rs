@@ -8,6 +8,9 @@
 pub mod binding;
 /// Connecting to RabbitMQ with timeouts, and the backoff used to reconnect.
 pub mod broker;
+/// Process configuration shared by every binary: database, broker, job limits; and how it is
+/// loaded (defaults, a TOML file, `SURGE_*` variables).
+pub mod config;
 /// Job ids, states, event types and the extensions Surge puts on events.
 pub mod job;
 /// The supervised broker connection every process uses.
@@ -19,9 +22,7 @@ pub mod problem;
 /// Database migrations and the schema check every process runs at start.
 pub mod schema;
 /// Server settings: the `/settings` API and the `settings` function's wire format.
-pub mod setting;
-/// Settings shared by every binary: database, broker, job limits; and how they are loaded.
-pub mod settings;
+pub mod server_settings;
 /// SIGTERM / Ctrl-C into a cancellation token.
 pub mod shutdown;
 /// Tracing, OpenTelemetry and W3C trace-context propagation through events.

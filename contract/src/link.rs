@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{self, Backoff};
-use crate::settings::BrokerSettings;
+use crate::config::BrokerSettings;
 
 /// What a process does with its link.
 pub trait LinkHandler: Send + Sync + 'static {

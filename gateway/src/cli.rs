@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sqlx::migrate::MigrateDatabase;
 use surge_contract::telemetry::Telemetry;
-use surge_contract::{schema, settings, shutdown};
+use surge_contract::{config, schema, shutdown};
 
 use crate::commands;
 use crate::config::GatewaySettings;
@@ -48,7 +48,7 @@ pub enum Command {
 /// Parses the command line and runs the command; errors are reported on stderr.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings: GatewaySettings = match settings::load(cli.config.as_deref()) {
+    let settings: GatewaySettings = match config::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("surge: invalid settings: {e}");

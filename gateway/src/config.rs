@@ -1,12 +1,12 @@
-//! The gateway's settings (see `surge_contract::settings` for how they are loaded).
+//! The gateway's settings (see `surge_contract::config` for how they are loaded).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
+use surge_contract::config::{BrokerSettings, DatabaseSettings, JobSettings};
 use surge_contract::job::FunctionName;
-use surge_contract::settings::{BrokerSettings, DatabaseSettings, JobSettings};
 use surge_contract::telemetry::TelemetrySettings;
 use url::Url;
 
@@ -265,11 +265,11 @@ impl GatewaySettings {
         if self
             .functions
             .iter()
-            .any(|f| f.as_str() == surge_contract::setting::FUNCTION)
+            .any(|f| f.as_str() == surge_contract::server_settings::FUNCTION)
         {
             return Err(format!(
                 "functions lists {0:?}, which is reserved: the gateway always serves it, writes go through /settings (remove it from SURGE_FUNCTIONS)",
-                surge_contract::setting::FUNCTION
+                surge_contract::server_settings::FUNCTION
             ));
         }
         if self.http.max_waiters == 0 {

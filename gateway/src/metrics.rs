@@ -224,7 +224,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 pub async fn serve(State(state): State<AppState>) -> Response {
     let ready = !state.shutdown.is_cancelled()
         && state.bus.is_connected()
-        && surge_contract::settings::database_answers(&state.pool).await;
+        && surge_contract::config::database_answers(&state.pool).await;
     state.metrics.process.ready.set(i64::from(ready));
     let connections = state.bus.hub().connections();
     state

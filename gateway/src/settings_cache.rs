@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use surge_contract::setting::known::{self, RateLimit};
+use surge_contract::server_settings::known::{self, RateLimit};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

@@ -109,7 +109,7 @@ impl Application {
         let topology = Topology::new(settings.broker.prefix.clone(), settings.jobs.max_attempts);
         // Every function the gateway publishes to: the configured ones and `settings`.
         let mut deployed = settings.functions.clone();
-        deployed.push(surge_contract::setting::function());
+        deployed.push(surge_contract::server_settings::function());
         let settings_changed = Arc::new(tokio::sync::Notify::new());
         let settings_cache = Arc::new(SettingsCache::new(
             pool.clone(),
@@ -299,7 +299,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::tokens::router())
         .merge(routes::login::router())
         .merge(crate::ws::router())
-        .merge(routes::admin::router())
+        .merge(routes::dead_jobs::router())
         .merge(routes::overview::router())
         .merge(routes::health::router())
 }

@@ -264,10 +264,15 @@ impl TestApp {
             .await
             .expect("entity");
         let (key, hash) = surge_gateway::auth::api_key::mint().expect("randomness");
-        let id =
-            surge_gateway::store::auth::insert_api_key(pool, entity, &hash, seconds, Some("test"))
-                .await
-                .expect("store key");
+        let id = surge_gateway::store::api_keys::insert_api_key(
+            pool,
+            entity,
+            &hash,
+            seconds,
+            Some("test"),
+        )
+        .await
+        .expect("store key");
         (key.expose_secret().to_owned(), id)
     }
 
@@ -529,7 +534,7 @@ impl Drop for TestApp {
             .functions
             .iter()
             .map(|f| f.to_string())
-            .chain([surge_contract::setting::FUNCTION.to_owned()])
+            .chain([surge_contract::server_settings::FUNCTION.to_owned()])
             .collect();
         crate::block_on_thread(async move {
             let probe = BrokerProbe::connect().await;

@@ -8,7 +8,7 @@ mod api_keys;
 mod bad_input;
 mod console;
 mod console_browser;
-mod dead_letters;
+mod dead_jobs;
 mod events;
 mod exactly_once;
 mod faults;

@@ -8,7 +8,7 @@ use surge_contract::job::FunctionName;
 use surge_contract::link::Link;
 use surge_contract::telemetry::Telemetry;
 use surge_contract::topology::Topology;
-use surge_contract::{schema, settings, shutdown};
+use surge_contract::{config, schema, shutdown};
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{Consuming, Publishing};
@@ -22,7 +22,7 @@ use crate::worker::Worker;
 /// Settings come from `SURGE_CONFIG` (a TOML file) and `SURGE_*` variables.
 pub async fn run<F: Function>(function: F) -> anyhow::Result<()> {
     let file = std::env::var_os("SURGE_CONFIG").map(std::path::PathBuf::from);
-    let settings: RuntimeSettings = settings::load(file.as_deref()).context("loading settings")?;
+    let settings: RuntimeSettings = config::load(file.as_deref()).context("loading settings")?;
     // Each function is its own service in traces: `surge-echo`, `surge-sleep`…
     let telemetry = Telemetry::init(&format!("surge-{}", F::NAME), &settings.telemetry)?;
     let shutdown = shutdown::on_signal()?;

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sqlx::PgPool;
 use surge_contract::binding;
+use surge_contract::config::database_answers;
 use surge_contract::link::Link;
 use surge_contract::problem::{Problem, types};
-use surge_contract::settings::database_answers;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Function;

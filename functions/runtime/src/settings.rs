@@ -1,8 +1,8 @@
-//! A function process's settings (see `surge_contract::settings` for how they are loaded).
+//! A function process's settings (see `surge_contract::config` for how they are loaded).
 
 use serde::Deserialize;
 use std::time::Duration;
-use surge_contract::settings::{BrokerSettings, DatabaseSettings, JobSettings};
+use surge_contract::config::{BrokerSettings, DatabaseSettings, JobSettings};
 use surge_contract::telemetry::TelemetrySettings;
 
 /// Unknown top-level sections are ignored (one environment may configure several binaries);

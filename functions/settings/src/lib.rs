@@ -2,12 +2,12 @@
 //! admin and stamps it as the job's owner; this function checks the precondition (the
 //! version the writer read) and writes in the job's transaction, so a write happens once and
 //! two writers who read the same version cannot both win. Its `.completed` event is the change
-//! every gateway listens for (`surge_contract::setting`).
+//! every gateway listens for (`surge_contract::server_settings`).
 
 use serde_json::Value;
 use sqlx::PgConnection;
 use surge_contract::problem::{Problem, types};
-use surge_contract::setting::{self, Change, Changed, MAX_SETTINGS, Op};
+use surge_contract::server_settings::{self, Change, Changed, MAX_SETTINGS, Op};
 use surge_runtime::{Function, HandlerError, JobContext};
 use uuid::Uuid;
 
@@ -33,7 +33,7 @@ impl Function for Settings {
                 "settings are changed through the gateway's /settings by an admin, not by events published to the broker",
             ));
         };
-        setting::validate_name(change.name()).map_err(invalid)?;
+        server_settings::validate_name(change.name()).map_err(invalid)?;
         let db = ctx.db();
         match change {
             Change::Create { name, value } => create(db, actor, &name, value).await,
@@ -53,7 +53,7 @@ async fn create(
     name: &str,
     value: Value,
 ) -> Result<Changed, HandlerError> {
-    setting::validate_value(name, &value).map_err(invalid)?;
+    server_settings::validate_value(name, &value).map_err(invalid)?;
     // Creates are serialised (a transaction-scoped advisory lock, taken before the count's
     // snapshot), so concurrent ones cannot together pass the cap.
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('surge.settings.create'))")
@@ -104,7 +104,7 @@ async fn update(
     value: Value,
     if_version: Option<i64>,
 ) -> Result<Changed, HandlerError> {
-    setting::validate_value(name, &value).map_err(invalid)?;
+    server_settings::validate_value(name, &value).map_err(invalid)?;
     let row = sqlx::query!(
         r#"UPDATE settings
            SET value = $2, version = version + 1, updated_by = $3, updated_at = now()
@@ -199,6 +199,6 @@ mod tests {
 
     #[test]
     fn the_name_is_the_contracts() {
-        assert_eq!(<Settings as Function>::NAME, setting::FUNCTION);
+        assert_eq!(<Settings as Function>::NAME, server_settings::FUNCTION);
     }
 }

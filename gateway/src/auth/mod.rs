@@ -9,7 +9,7 @@
 pub mod api_key;
 mod cache;
 mod dev_key;
-mod limit;
+mod rate_limit;
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 pub use cache::TtlCache;
 pub use dev_key::DevKey;
-pub use limit::{EntityLimiter, LimitSettings, Limited, Policy};
+pub use rate_limit::{EntityLimiter, LimitSettings, Limited, Policy};
 
 use crate::error::ApiError;
 use crate::metrics::Rejection;
@@ -30,7 +30,7 @@ use crate::metrics::Rejection;
 const EXPIRED: &str = "the API key is revoked or expired";
 use crate::identity::{Tenants, account};
 use crate::state::AppState;
-use crate::store::auth::KeyRecord;
+use crate::store::api_keys::KeyRecord;
 
 /// An authenticated caller: one entity of one tenant.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +80,7 @@ impl Authenticator {
         let key = match self.keys.get(&hash) {
             Some(key) => key,
             None => {
-                let key = crate::store::auth::find_api_key(&self.pool, &hash)
+                let key = crate::store::api_keys::find_api_key(&self.pool, &hash)
                     .await?
                     .map(|record| {
                         // Admin is settled once per load, not on every request.

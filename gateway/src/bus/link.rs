@@ -11,10 +11,10 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use surge_contract::binding::{self, AmqpMessage};
 use surge_contract::broker::{PublishError, publish_confirmed};
+use surge_contract::config::BrokerSettings;
 use surge_contract::job::{self, FunctionName, JobId};
 use surge_contract::link::{Link, LinkHandler};
-use surge_contract::setting;
-use surge_contract::settings::BrokerSettings;
+use surge_contract::server_settings;
 use surge_contract::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
@@ -311,7 +311,7 @@ impl LinkHandler for Replies {
             .await?;
         // Settings changes, whoever made them: every replica reloads its copy.
         self.topology
-            .bind_function_completions(publish, &reply_queue, &setting::function())
+            .bind_function_completions(publish, &reply_queue, &server_settings::function())
             .await?;
         // Changes missed while disconnected.
         self.settings_changed.notify_one();
@@ -409,7 +409,7 @@ impl Replies {
             return;
         };
         let outcome = words.next();
-        if function == setting::FUNCTION {
+        if function == server_settings::FUNCTION {
             // Every replica applies the change; the writer's own connections also get the
             // job's completion below, like any other of their jobs.
             self.settings_change(delivery, outcome);
@@ -476,7 +476,7 @@ impl Replies {
             return;
         }
         self.settings_changed.notify_one();
-        if !self.hub.wants_function(setting::FUNCTION) {
+        if !self.hub.wants_function(server_settings::FUNCTION) {
             return;
         }
         let json = binding::decode(&delivery.properties, &delivery.data)
@@ -485,7 +485,8 @@ impl Replies {
             .and_then(|event| binding::structured_json(event).map_err(|e| e.to_string()));
         match json {
             Ok(json) => {
-                self.hub.broadcast(setting::FUNCTION, Arc::from(json));
+                self.hub
+                    .broadcast(server_settings::FUNCTION, Arc::from(json));
             }
             Err(e) => tracing::warn!(error = %e, "a settings change could not be pushed"),
         }
@@ -497,12 +498,12 @@ impl Replies {
 fn change_event(completion: &cloudevents::Event) -> Result<cloudevents::Event, String> {
     use cloudevents::{AttributesReader as _, EventBuilder as _};
     let data = binding::json_data(completion).map_err(|e| e.to_string())?;
-    let changed: setting::Changed =
+    let changed: server_settings::Changed =
         serde_json::from_value(data).map_err(|e| format!("not a settings change: {e}"))?;
     cloudevents::EventBuilderV10::new()
         .id(completion.id())
-        .source(setting::CHANGED_SOURCE)
-        .ty(setting::CHANGED_TYPE)
+        .source(server_settings::CHANGED_SOURCE)
+        .ty(server_settings::CHANGED_TYPE)
         .subject(changed.name.clone())
         .time(changed.updated_at)
         .data(

@@ -49,7 +49,7 @@ pub async fn run(args: &CheckArgs, settings: &GatewaySettings) -> anyhow::Result
             .functions
             .iter()
             .map(ToString::to_string)
-            .chain([surge_contract::setting::FUNCTION.to_owned()])
+            .chain([surge_contract::server_settings::FUNCTION.to_owned()])
             .collect(),
         postgres_max_connections: max_connections,
         gateway_replicas_max: args.gateway_replicas,

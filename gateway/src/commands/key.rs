@@ -60,7 +60,7 @@ pub async fn run(args: &KeyArgs, settings: &GatewaySettings) -> anyhow::Result<S
         } => {
             let entity = store::entities::ensure(&pool, tenant, account).await?;
             let (key, hash) = api_key::mint()?;
-            let id = store::auth::insert_api_key(
+            let id = store::api_keys::insert_api_key(
                 &pool,
                 entity,
                 &hash,
@@ -80,14 +80,14 @@ pub async fn run(args: &KeyArgs, settings: &GatewaySettings) -> anyhow::Result<S
         } => {
             let entity = store::entities::ensure(&pool, tenant, account).await?;
             anyhow::ensure!(
-                store::auth::revoke(&pool, entity, *id).await?,
+                store::api_keys::revoke(&pool, entity, *id).await?,
                 "{account} of {tenant} has no active key {id}"
             );
             format!("revoked {id}\n")
         }
         KeyCommand::List { tenant, account } => {
             let entity = store::entities::ensure(&pool, tenant, account).await?;
-            let keys = store::auth::list(&pool, entity).await?;
+            let keys = store::api_keys::list(&pool, entity).await?;
             serde_json::to_string_pretty(&keys)? + "\n"
         }
     };

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use surge_contract::settings::database_answers;
+use surge_contract::config::database_answers;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

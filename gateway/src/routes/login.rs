@@ -270,9 +270,9 @@ async fn callback(
     };
     let (secret, hash) = api_key::mint()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness for a key: {e}")))?;
-    let id = store::auth::issue(
+    let id = store::api_keys::issue(
         &state.pool,
-        &store::auth::Issue {
+        &store::api_keys::Issue {
             entity,
             kind,
             hash: &hash,

@@ -1,9 +1,9 @@
 //! HTTP routes, one module per resource; the router is assembled in `startup`.
 
-/// `/admin/dead/{function}`: dead jobs and their replay.
-pub mod admin;
 /// `/console`: the operations console's pages.
 pub mod console;
+/// `/admin/dead/{function}`: dead jobs (out of attempts), their reasons, and their replay.
+pub mod dead_jobs;
 /// `POST /events`: CloudEvents from producers.
 pub mod events;
 /// `/healthz`, `/readyz`.

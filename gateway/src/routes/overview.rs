@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::openapi::Problem;
-use crate::routes::admin::viewer;
+use crate::routes::dead_jobs::viewer;
 use crate::routes::jobs::page_limit;
 use crate::state::AppState;
 use crate::store::overview::{self, RecentRow};

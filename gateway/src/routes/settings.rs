@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use surge_contract::job::JobState;
 use surge_contract::problem::Problem;
-use surge_contract::setting::{self, Change, Changed};
+use surge_contract::server_settings::{self, Change, Changed};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -261,7 +261,7 @@ async fn perform(
     change: Change,
     headers: &HeaderMap,
 ) -> Result<Performed, ApiError> {
-    let function = setting::function();
+    let function = server_settings::function();
     let input = serde_json::to_value(&change).map_err(|e| ApiError::Internal(e.into()))?;
     let submission = Submission {
         function: &function,
@@ -281,7 +281,7 @@ async fn perform(
             return Ok(Performed::Pending(accepted(view, false)));
         }
         Accepted::Repeat { first, input } => {
-            if first.function != setting::FUNCTION || first.input.as_ref() != Some(&input) {
+            if first.function != server_settings::FUNCTION || first.input.as_ref() != Some(&input) {
                 return Err(ApiError::IdempotencyKeyReused(format!(
                     "job {} of function {}",
                     first.id, first.function
@@ -334,9 +334,9 @@ async fn outcome(state: &AppState, view: JobView) -> Result<Performed, ApiError>
 
 /// Name and value checks done here too, so a bad request costs no job.
 fn check(name: &str, value: Option<&Value>) -> Result<(), ApiError> {
-    setting::validate_name(name).map_err(ApiError::InvalidSetting)?;
+    server_settings::validate_name(name).map_err(ApiError::InvalidSetting)?;
     if let Some(value) = value {
-        setting::validate_value(name, value).map_err(ApiError::InvalidSetting)?;
+        server_settings::validate_value(name, value).map_err(ApiError::InvalidSetting)?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use crate::auth::{Caller, api_key};
 use crate::error::ApiError;
 use crate::openapi::Problem;
 use crate::state::AppState;
-use crate::store::auth::{self, KeySummary};
+use crate::store::api_keys::{self, KeySummary};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,7 +36,7 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<KeySummary>>, ApiError> {
-    Ok(Json(auth::list(&state.pool, caller.entity_id).await?))
+    Ok(Json(api_keys::list(&state.pool, caller.entity_id).await?))
 }
 
 /// Revoke a key
@@ -55,7 +55,7 @@ async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::NotFound(format!("no active key {id}"));
     let id: Uuid = id.parse().map_err(|_| not_found())?;
-    if auth::revoke(&state.pool, caller.entity_id, id).await? {
+    if api_keys::revoke(&state.pool, caller.entity_id, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found())
@@ -119,7 +119,7 @@ async fn update(
     } else {
         None
     };
-    let summary = auth::update_key(
+    let summary = api_keys::update_key(
         &state.pool,
         caller.entity_id,
         update.id,

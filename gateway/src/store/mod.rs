@@ -1,8 +1,8 @@
 //! SQL, one module per table. Every query on owned data takes the owner's entity id, so a
 //! query that crosses tenants cannot be written by accident.
 
-pub mod auth;
-pub mod dead;
+pub mod api_keys;
+pub mod dead_jobs;
 pub mod entities;
 pub mod flows;
 pub mod jobs;

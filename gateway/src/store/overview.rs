@@ -1,6 +1,6 @@
 //! What the operations console shows of a tenant's jobs: the most recent ones, and per
 //! function how many finished lately, how fast, and how many lie dead. Scoped like the dead
-//! jobs (`dead::Viewer`): the admin's tenant, and for operators the jobs no tenant owns.
+//! jobs (`dead_jobs::Viewer`): the admin's tenant, and for operators the jobs no tenant owns.
 //!
 //! Jobs carry no tenant column (the hot path's insert stays as it is); a tenant's jobs are
 //! its entities' jobs, each read through `job_owner_id_idx (owner_id, id DESC)`, and "lately"
@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use surge_contract::job::{JobId, JobState};
 use uuid::Uuid;
 
-use super::dead::Viewer;
+use super::dead_jobs::Viewer;
 
 /// A recent job, without its input and result (the console links to neither).
 #[derive(Debug, Clone)]

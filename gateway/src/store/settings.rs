@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
-use surge_contract::setting::MAX_SETTINGS;
+use surge_contract::server_settings::MAX_SETTINGS;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettingRow {

@@ -431,7 +431,7 @@ fn check(
     {
         if let Some(unknown) = functions
             .iter()
-            .filter(|f| f.as_str() != surge_contract::setting::FUNCTION)
+            .filter(|f| f.as_str() != surge_contract::server_settings::FUNCTION)
             .find(|f| FunctionName::parse(f).map_or(true, |f| !known.contains(&f)))
         {
             return Err(Reply::Error {

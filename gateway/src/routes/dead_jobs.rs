@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::openapi::Problem;
 use crate::routes::jobs::{next_before, page_limit};
 use crate::state::AppState;
-use crate::store::dead::{self, DeadCursor, DeadRow, Viewer};
+use crate::store::dead_jobs::{self, DeadCursor, DeadRow, Viewer};
 
 /// Jobs replayed by one `replay` of a whole function, at most.
 const MAX_REPLAY: i64 = 1000;
@@ -131,7 +131,7 @@ async fn list(
             })
         })
         .transpose()?;
-    let rows = dead::list(
+    let rows = dead_jobs::list(
         &state.pool,
         viewer(&state, &caller),
         function.as_str(),
@@ -164,7 +164,7 @@ async fn replay_all(
     Path(function): Path<String>,
 ) -> Result<Json<Replayed>, ApiError> {
     let function = replayable(&state, &function)?;
-    let ids = dead::ids(
+    let ids = dead_jobs::ids(
         &state.pool,
         viewer(&state, &caller),
         function.as_str(),
@@ -236,7 +236,8 @@ async fn replay(
     id: JobId,
 ) -> Result<bool, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let Some(job) = dead::revive(&mut tx, viewer(state, caller), function.as_str(), id).await?
+    let Some(job) =
+        dead_jobs::revive(&mut tx, viewer(state, caller), function.as_str(), id).await?
     else {
         return Ok(false);
     };
@@ -276,7 +277,7 @@ pub(crate) fn viewer<'a>(state: &AppState, caller: &'a Caller) -> Viewer<'a> {
 /// over newer ones (a settings write that died is written again, with a fresh `If-Match`).
 fn replayable(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {
     let function = served(state, name)?;
-    if function.as_str() == surge_contract::setting::FUNCTION {
+    if function.as_str() == surge_contract::server_settings::FUNCTION {
         return Err(ApiError::BadRequest(
             "dead settings writes are not replayed: an old write would land over newer ones; \
              read the setting and write it again"
@@ -290,6 +291,8 @@ fn replayable(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {
 fn served(state: &AppState, name: &str) -> Result<FunctionName, ApiError> {
     FunctionName::parse(name)
         .ok()
-        .filter(|f| state.functions.contains(f) || f.as_str() == surge_contract::setting::FUNCTION)
+        .filter(|f| {
+            state.functions.contains(f) || f.as_str() == surge_contract::server_settings::FUNCTION
+        })
         .ok_or_else(|| ApiError::UnknownFunction(name.to_owned()))
 }

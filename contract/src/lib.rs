@@ -8,6 +8,8 @@
 pub mod binding;
 /// Connecting to RabbitMQ with timeouts, and the backoff used to reconnect.
 pub mod broker;
+/// A job's completion event: built by the runtime, read by gateways.
+pub mod completion;
 /// Process configuration shared by every binary: database, broker, job limits; and how it is
 /// loaded (defaults, a TOML file, `SURGE_*` variables).
 pub mod config;
@@ -19,6 +21,8 @@ pub mod link;
 pub mod metrics;
 /// Problem details (RFC 9457) and their stable types.
 pub mod problem;
+/// A job's request event: built by gateways (and trusted producers), read by the runtime.
+pub mod request;
 /// Database migrations and the schema check every process runs at start.
 pub mod schema;
 /// Server settings: the `/settings` API and the `settings` function's wire format.

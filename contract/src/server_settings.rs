@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::job::FunctionName;
+use crate::completion::Completion;
+use crate::job::{FunctionName, JobId};
 
 /// The function that performs setting writes. Reserved: never in a gateway's `functions`.
 pub const FUNCTION: &str = "settings";
@@ -96,6 +97,38 @@ pub struct Changed {
     /// The new value; `null` after a delete.
     pub value: Value,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Changed {
+    /// What a `settings` job's completion says was changed; `None` for a refused write (a
+    /// `.failed` completion changed nothing).
+    pub fn of(completion: &Completion) -> Result<Option<Self>, String> {
+        let Some(result) = completion.result() else {
+            return Ok(None);
+        };
+        serde_json::from_value(result.clone())
+            .map(Some)
+            .map_err(|e| format!("not a settings change: {e}"))
+    }
+
+    /// The `/ws` event of this change (`dev.surge.settings.changed`): id = the write's job id
+    /// (clients can deduplicate), subject = the setting's name, data = what changed; who
+    /// changed it is not said.
+    pub fn to_event(&self, job: JobId) -> Result<cloudevents::Event, String> {
+        use cloudevents::EventBuilder as _;
+        cloudevents::EventBuilderV10::new()
+            .id(job.to_string())
+            .source(CHANGED_SOURCE)
+            .ty(CHANGED_TYPE)
+            .subject(self.name.clone())
+            .time(self.updated_at)
+            .data(
+                "application/json",
+                serde_json::to_value(self).map_err(|e| e.to_string())?,
+            )
+            .build()
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

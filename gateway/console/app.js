@@ -106,6 +106,14 @@ function time(value) {
   return Number.isNaN(date.getTime()) ? String(value) : date.toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
+/// When a job was created, from its id: a UUIDv7 starts with its creation time in
+/// milliseconds (48 bits), so a row that arrives live still has one.
+function createdFromId(id) {
+  const hex = String(id).replace(/-/g, '').slice(0, 12);
+  if (!/^[0-9a-f]{12}$/i.test(hex) || String(id)[14] !== '7') return null;
+  return new Date(parseInt(hex, 16)).toISOString();
+}
+
 function ms(value) {
   if (value === null || value === undefined) return '–';
   return value < 1000 ? `${Math.round(value)} ms` : `${(value / 1000).toFixed(2)} s`;
@@ -166,6 +174,7 @@ function jobRow(job) {
   const row = document.createElement('tr');
   row.dataset.job = job.id;
   row.dataset.state = job.state;
+  if (job.created_at) row.dataset.created = job.created_at;
   row.append(
     codeCell(job.id),
     cell(job.function),
@@ -361,7 +370,7 @@ function completion(event) {
     function: match[1],
     state,
     attempts: event.surgeattempts === undefined ? null : Number(event.surgeattempts),
-    created_at: old?.cells[4].textContent || null,
+    created_at: old?.dataset.created || createdFromId(id),
     finished_at: event.time,
     error: state === 'succeeded' ? null : event.data,
   }, true);

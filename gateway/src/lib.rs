@@ -2,8 +2,6 @@
 //! CloudEvent, and answers the waiting caller when the function's completion comes back
 //! through this replica's reply queue.
 
-/// Accepting a job: record, publish, wait (shared by every way in).
-pub mod accept;
 /// Who is calling: the `Caller` extractor.
 pub mod auth;
 /// The broker link: publishing jobs, the reply queue, waiting callers.
@@ -18,6 +16,8 @@ pub mod config;
 pub mod error;
 /// Tenants, logins and bearer tokens.
 pub mod identity;
+/// The job service: accept, publish, wait and answer; replay a dead job. No HTTP types.
+pub mod jobs;
 /// Prometheus metrics and the request-counting middleware.
 pub mod metrics;
 /// The OpenAPI document: security, shared answers, `/openapi.json`.
@@ -34,5 +34,7 @@ pub mod startup;
 pub mod state;
 /// SQL, one module per table, every query scoped to its owner.
 pub mod store;
+/// The JSON documents of jobs.
+pub mod views;
 /// `GET /ws`: completions pushed over websockets.
 pub mod ws;

@@ -226,7 +226,7 @@ pub async fn serve(State(state): State<AppState>) -> Response {
         && state.bus.is_connected()
         && surge_contract::config::database_answers(&state.pool).await;
     state.metrics.process.ready.set(i64::from(ready));
-    let connections = state.bus.hub().connections();
+    let connections = state.hub.connections();
     state
         .metrics
         .ws_connections

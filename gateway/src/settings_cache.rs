@@ -1,7 +1,7 @@
 //! Every gateway's copy of the server settings. Reads (`GET /settings`, the rate limiter) are
-//! served from it; it is reloaded whole (settings are few and bounded) when a change event
-//! arrives on the reply queue, after this replica's own write, and every
-//! `settings_refresh_s` in case an event was missed (a broker reconnect).
+//! served from it; it is reloaded whole (settings are few and bounded) when a `settings`
+//! job's completion is routed here (whoever wrote), after this replica's own write, after a
+//! broker reconnect (events may have been missed), and every `http.settings_refresh_ms`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -11,7 +11,11 @@ use surge_contract::server_settings::known::{self, RateLimit};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use surge_contract::job;
+use surge_contract::server_settings;
+
 use crate::auth::{EntityLimiter, Policy};
+use crate::bus::{EventListener, RoutedEvent};
 use crate::store::settings::{self, SettingRow};
 
 #[derive(Debug)]
@@ -19,7 +23,7 @@ pub struct SettingsCache {
     pool: PgPool,
     current: RwLock<Arc<Vec<SettingRow>>>,
     /// Signalled by change events; permits coalesce, so a burst of changes is one reload.
-    changed: Arc<Notify>,
+    changed: Notify,
     /// Serialises reloads, so an older read cannot replace a newer one.
     reloading: tokio::sync::Mutex<()>,
     /// Puts the `rate_limit` setting in force, under the same lock as the reload.
@@ -28,11 +32,11 @@ pub struct SettingsCache {
 
 impl SettingsCache {
     /// An empty cache; `reload` fills it.
-    pub fn new(pool: PgPool, changed: Arc<Notify>, limiter: Arc<EntityLimiter>) -> Self {
+    pub fn new(pool: PgPool, limiter: Arc<EntityLimiter>) -> Self {
         Self {
             pool,
             current: RwLock::new(Arc::default()),
-            changed,
+            changed: Notify::new(),
             reloading: tokio::sync::Mutex::new(()),
             limiter,
         }
@@ -90,5 +94,24 @@ impl SettingsCache {
                 }
             }
         }
+    }
+}
+
+/// Every settings write, whoever made it, is routed here and reloads the cache.
+impl EventListener for SettingsCache {
+    fn on_event(&self, event: &RoutedEvent<'_>) {
+        // A refused write (`.failed`) changed nothing.
+        if event.function == server_settings::FUNCTION && event.completed() {
+            self.changed.notify_one();
+        }
+    }
+
+    fn on_connected(&self) {
+        // Changes made while the link was down were not routed here.
+        self.changed.notify_one();
+    }
+
+    fn permanent_keys(&self) -> Vec<String> {
+        vec![job::function_completions_key(&server_settings::function())]
     }
 }

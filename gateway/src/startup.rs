@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{Authenticator, DevKey, EntityLimiter, KeyCache, SubjectCache};
-use crate::bus::Bus;
+use crate::bus::{Bus, EventListener};
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
 use crate::identity::Tenants;
@@ -35,6 +35,8 @@ use crate::scaler::{Activity, ManagementApi, ScalerService};
 use crate::settings_cache::SettingsCache;
 use crate::state::AppState;
 use crate::store;
+use crate::ws::feed::Feed;
+use crate::ws::hub::Hub;
 
 pub struct Application {
     listener: TcpListener,
@@ -110,16 +112,12 @@ impl Application {
         // Every function the gateway publishes to: the configured ones and `settings`.
         let mut deployed = settings.functions.clone();
         deployed.push(surge_contract::server_settings::function());
-        let settings_changed = Arc::new(tokio::sync::Notify::new());
-        let settings_cache = Arc::new(SettingsCache::new(
-            pool.clone(),
-            settings_changed.clone(),
-            limiter,
-        ));
+        let settings_cache = Arc::new(SettingsCache::new(pool.clone(), limiter));
         settings_cache
             .reload()
             .await
             .context("cannot read the server settings")?;
+        let hub = Arc::new(Hub::default());
         // The link outlives the HTTP server: in-flight requests still publish while draining.
         let bus_stop = CancellationToken::new();
         let (bus, bus_task) = Bus::start(
@@ -127,7 +125,10 @@ impl Application {
             topology.clone(),
             deployed.clone(),
             settings.http.max_waiters,
-            settings_changed,
+            vec![
+                Arc::new(Feed::new(hub.clone())),
+                settings_cache.clone() as Arc<dyn EventListener>,
+            ],
             bus_stop.clone(),
         );
         let activity = Activity::new(&deployed, settings.scaler.publish_hold());
@@ -157,6 +158,7 @@ impl Application {
             auth: Arc::new(auth),
             tenants,
             ws: Arc::new(settings.ws.clone()),
+            hub,
             ws_tasks: tokio_util::task::TaskTracker::new(),
             functions: Arc::new(settings.functions.iter().cloned().collect::<HashSet<_>>()),
             settings: settings_cache.clone(),

@@ -7,12 +7,14 @@ use sqlx::PgPool;
 use surge_contract::job::FunctionName;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Caller};
 use crate::bus::Bus;
 use crate::config::HttpSettings;
+use crate::error::ApiError;
 use crate::identity::Tenants;
 use crate::scaler::Activity;
 use crate::settings_cache::SettingsCache;
+use crate::store::dead_jobs::Viewer;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -21,6 +23,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub tenants: Arc<Tenants>,
     pub ws: Arc<crate::ws::WsSettings>,
+    /// This replica's websocket connections and what each follows.
+    pub hub: Arc<crate::ws::hub::Hub>,
     /// Websocket connections, awaited at shutdown (axum's graceful shutdown does not).
     pub ws_tasks: tokio_util::task::TaskTracker,
     /// The functions clients may call (never the reserved `settings`).
@@ -41,5 +45,22 @@ impl AppState {
     /// Reloads the settings and puts what they say in force (the rate limit).
     pub async fn reload_settings(&self) -> Result<(), sqlx::Error> {
         self.settings.reload().await
+    }
+
+    /// A function clients may call, by name; `404` for any other name.
+    pub fn function(&self, name: &str) -> Result<FunctionName, ApiError> {
+        FunctionName::parse(name)
+            .ok()
+            .filter(|f| self.functions.contains(f))
+            .ok_or_else(|| ApiError::UnknownFunction(name.to_owned()))
+    }
+
+    /// Whose jobs an admin sees across entities: its tenant's, and as a platform operator
+    /// those no tenant owns.
+    pub fn viewer<'a>(&self, caller: &'a Caller) -> Viewer<'a> {
+        Viewer {
+            tenant: &caller.tenant,
+            operator: self.tenants.is_operator_tenant(&caller.tenant),
+        }
     }
 }

@@ -36,8 +36,11 @@ try {
     }
   });
 
-  // Log in.
+  // Log in. Nobody is logged in yet: there is nothing to log out of.
   await page.goto(`${gateway}/console`);
+  if (await page.getByRole('button', { name: 'Log out' }).isVisible()) {
+    problems.push('"Log out" is shown before anyone logged in');
+  }
   await page.getByRole('link', { name: `Log in with ${tenant}` }).click();
   await page.fill('input[name=login]', login);
   await page.fill('input[name=password]', 'any password');
@@ -78,6 +81,22 @@ try {
   const echo = await submitJob('echo', '{"from": "the console"}');
   await jobState(echo).filter({ hasText: 'succeeded' }).waitFor();
   say({ step: 'completed', job: echo });
+
+  // A job the console did not submit arrives live, whole: with when it was created.
+  const outside = await page.evaluate(async () => {
+    const { token } = JSON.parse(sessionStorage.getItem('surge.console'));
+    const r = await fetch('/jobs/echo', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', prefer: 'respond-async' },
+      body: '{"from": "elsewhere"}',
+    });
+    return (await r.json()).id;
+  });
+  await jobState(outside).filter({ hasText: 'succeeded' }).waitFor();
+  const created = await page.locator(`#jobs tr[data-job="${outside}"] td`).nth(4).innerText();
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(created)) {
+    problems.push(`a job that arrived live has no Created time: ${JSON.stringify(created)}`);
+  }
 
   // A job that dies (the function's timeout is shorter than the work) shows in the dead letters.
   const doomed = await submitJob('sleep', '{"ms": 1000}');

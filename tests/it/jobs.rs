@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use surge_gateway::routes::views::{JobPage, JobView};
+use surge_gateway::views::{JobPage, JobView};
 use surge_tests::TestApp;
 
 #[tokio::test]

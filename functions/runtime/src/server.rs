@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sqlx::PgPool;
-use surge_contract::binding;
 use surge_contract::config::database_answers;
 use surge_contract::link::Link;
 use surge_contract::problem::{Problem, types};
+use surge_contract::request::JobRequest;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Function;
@@ -96,14 +96,11 @@ async fn receive_event<F: Function>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let decoded = cloudevents::binding::http::to_event(&headers, body.to_vec())
+    let request = cloudevents::binding::http::to_event(&headers, body.to_vec())
         .map_err(|e| format!("not a CloudEvent: {e}"))
-        .and_then(|event| {
-            let input = binding::json_input(&event).map_err(|e| e.to_string())?;
-            Ok((event, input))
-        });
-    let (event, input) = match decoded {
-        Ok(decoded) => decoded,
+        .and_then(|event| JobRequest::from_event(&event).map_err(|e| e.to_string()));
+    let request = match request {
+        Ok(request) => request,
         Err(reason) => {
             tracing::warn!(%reason, "refused an HTTP event that is not a valid job");
             return problem(StatusCode::BAD_REQUEST, types::BAD_REQUEST, &reason);
@@ -112,8 +109,7 @@ async fn receive_event<F: Function>(
     let Some(channel) = state.link.channel() else {
         return retry_later("the broker link is down");
     };
-    let reply_to = state.worker.reply_to_of(&event);
-    match state.worker.handle(&channel, event, input, reply_to).await {
+    match state.worker.handle(&channel, request).await {
         Settlement::Done => StatusCode::NO_CONTENT.into_response(),
         Settlement::Retry => retry_later("the job is due another attempt"),
         Settlement::Reject(reason) => {

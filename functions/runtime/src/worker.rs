@@ -6,7 +6,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudevents::{AttributesReader, Event};
 use futures_util::FutureExt;
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -14,15 +13,16 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, LongString};
 use serde_json::Value;
 use sqlx::PgPool;
-use surge_contract::binding::{self, AmqpMessage};
+use surge_contract::binding::AmqpMessage;
 use surge_contract::broker::{Backoff, publish_confirmed};
 use surge_contract::job::{FunctionName, JobState};
 use surge_contract::problem::{Problem, types};
+use surge_contract::request::JobRequest;
 use surge_contract::telemetry::set_parent;
 use surge_contract::topology::Topology;
 use tracing::Instrument;
 
-use crate::completion::{self, ReplyTo};
+use crate::completion;
 use crate::handler::{Function, HandlerError, JobContext};
 use crate::metrics::RuntimeMetrics;
 use crate::settings::RuntimeSettings;
@@ -62,55 +62,22 @@ pub enum Settlement {
     Reject(String),
 }
 
-/// One received event as `run` takes it: the event, its decoded input, and what `handle` read of
-/// it already.
-struct Received<'a> {
-    event: &'a Event,
-    input: Value,
-    /// The event's `traceparent`, kept on the job record.
-    traceparent: Option<String>,
-    /// Published by a gateway: the job's id is the event's.
-    from_gateway: bool,
-}
-
 impl<F: Function> Worker<F> {
     /// Processes one AMQP delivery on `channel` (the publishing channel of its connection).
     pub async fn process(self: Arc<Self>, channel: Channel, delivery: Delivery) {
-        let decoded = binding::decode(&delivery.properties, &delivery.data)
-            .and_then(|event| Ok((binding::json_input(&event)?, event)));
-        let (input, event) = match decoded {
-            Ok(decoded) => decoded,
+        let request = match JobRequest::decode(&delivery.properties, &delivery.data) {
+            Ok(request) => request,
             Err(e) => return self.dead_letter(&channel, delivery, e.to_string()).await,
         };
-        let reply_to = delivery
-            .properties
-            .reply_to()
-            .as_ref()
-            .map(|q| q.to_string())
-            .or_else(|| self.reply_to_of(&event));
-        match self.handle(&channel, event, input, reply_to).await {
+        match self.handle(&channel, request).await {
             Settlement::Done => ack(delivery).await,
             Settlement::Retry => nack(delivery).await,
             Settlement::Reject(reason) => self.dead_letter(&channel, delivery, reason).await,
         }
     }
 
-    /// The reply queue an event names in its `surgereplyto` extension, if it is one of ours.
-    pub fn reply_to_of(&self, event: &Event) -> Option<String> {
-        let queue = event
-            .extension(surge_contract::job::ext::REPLY_TO)?
-            .to_string();
-        self.topology.is_reply_queue(&queue).then_some(queue)
-    }
-
-    /// Runs one decoded job event to its settlement; the same for AMQP and HTTP.
-    pub async fn handle(
-        &self,
-        channel: &Channel,
-        event: Event,
-        input: Value,
-        reply_to: Option<String>,
-    ) -> Settlement {
+    /// Runs one job request to its settlement; the same for AMQP and HTTP.
+    pub async fn handle(&self, channel: &Channel, request: JobRequest) -> Settlement {
         let _in_flight = self.metrics.in_flight();
         let span = tracing::info_span!(
             "job",
@@ -119,46 +86,37 @@ impl<F: Function> Worker<F> {
             function = %self.name,
             job_id = tracing::field::Empty,
             trace_id = tracing::field::Empty,
-            event_id = %event.id(),
+            event_id = %request.event_id,
         );
-        let mut trace = surge_contract::telemetry::event_trace_context(&event);
-        set_parent(&span, &trace);
+        set_parent(&span, &request.trace);
         // A gateway's job is known by its event id from the first line on; a trusted
         // producer's gets its id at the claim.
-        let from_gateway = *event.source() == surge_contract::job::GATEWAY_SOURCE;
-        if from_gateway {
-            span.record("job_id", event.id());
+        if let Some(id) = request.job_id {
+            span.record("job_id", tracing::field::display(id));
         }
-        let received = Received {
-            event: &event,
-            input,
-            traceparent: trace.remove(surge_contract::job::ext::TRACEPARENT),
-            from_gateway,
-        };
-        self.run(channel, received, reply_to.map(|queue| ReplyTo { queue }))
-            .instrument(span)
-            .await
+        self.run(channel, request).instrument(span).await
     }
 
-    async fn run(
-        &self,
-        channel: &Channel,
-        received: Received<'_>,
-        reply_to: Option<ReplyTo>,
-    ) -> Settlement {
-        let Received {
-            event,
-            input,
-            traceparent,
-            from_gateway,
-        } = received;
-        let source = event.source().to_string();
+    async fn run(&self, channel: &Channel, request: JobRequest) -> Settlement {
+        if request.function != self.name {
+            return Settlement::Reject(format!(
+                "event type {} is not this function's ({})",
+                request.function.event_type(),
+                self.name.event_type()
+            ));
+        }
+        // Only a queue named like a gateway's reply queue: a message must not make the
+        // function send a job's answer anywhere else.
+        let reply_to = request
+            .reply_to
+            .as_deref()
+            .filter(|queue| self.topology.is_reply_queue(queue));
         let delivered = Delivered {
             function: self.name.as_str(),
-            event_source: &source,
-            event_id: event.id(),
-            input: &input,
-            trace_parent: traceparent.as_deref(),
+            event_source: &request.source,
+            event_id: &request.event_id,
+            input: &request.input,
+            trace_parent: request.traceparent(),
         };
         let job = match self.db(|| store::claim(&self.pool, &delivered)).await {
             Ok(job) => job,
@@ -172,13 +130,13 @@ impl<F: Function> Worker<F> {
                 return Settlement::Retry;
             }
         };
-        if !from_gateway {
+        if request.job_id.is_none() {
             tracing::Span::current().record("job_id", tracing::field::display(job.id));
         }
         let since_created = || {
-            event
-                .time()
-                .and_then(|t| (chrono::Utc::now() - *t).to_std().ok())
+            request
+                .time
+                .and_then(|t| (chrono::Utc::now() - t).to_std().ok())
         };
         if job.attempts > 1 || job.state.is_terminal() {
             self.metrics.redelivered();
@@ -201,17 +159,15 @@ impl<F: Function> Worker<F> {
                 .with_extension("attempts", job.attempts);
             self.finish_with(job, JobState::Dead, problem).await
         } else {
-            self.attempt(job, input).await
+            self.attempt(job, request.input).await
         };
         match outcome {
             RunOutcome::Decided(job) => {
                 // Counted where its end is recorded: once, whatever becomes of the publish.
                 self.metrics.finished(job.state, since_created());
-                self.complete(channel, event, &job, reply_to.as_ref()).await
+                self.complete(channel, &job, reply_to).await
             }
-            RunOutcome::Finished(job) => {
-                self.complete(channel, event, &job, reply_to.as_ref()).await
-            }
+            RunOutcome::Finished(job) => self.complete(channel, &job, reply_to).await,
             RunOutcome::Retry => Settlement::Retry,
         }
     }
@@ -406,22 +362,13 @@ impl<F: Function> Worker<F> {
     async fn complete(
         &self,
         channel: &Channel,
-        request: &Event,
         job: &JobRecord,
-        reply_to: Option<&ReplyTo>,
+        reply_to: Option<&str>,
     ) -> Settlement {
         let timeout = self.settings.broker.publish_timeout();
         let started = std::time::Instant::now();
-        let published = completion::publish(
-            channel,
-            &self.topology,
-            &self.name,
-            request,
-            job,
-            reply_to,
-            timeout,
-        )
-        .await;
+        let published =
+            completion::publish(channel, &self.topology, &self.name, job, reply_to, timeout).await;
         match published {
             Ok(()) => {
                 self.metrics.completion(started.elapsed());

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use surge_contract::job::JobId;
 use tokio::sync::oneshot;
 
-/// A completion event for a waiting caller.
-pub type Completion = cloudevents::Event;
+use surge_contract::completion::Completion;
 
 #[derive(Debug, thiserror::Error)]
 #[error("too many callers are waiting on this replica")]
@@ -88,16 +87,20 @@ impl Drop for Waiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cloudevents::{EventBuilder, EventBuilderV10};
     use std::time::Duration;
+    use surge_contract::job::{FunctionName, JobState};
 
     fn event() -> Completion {
-        EventBuilderV10::new()
-            .id("1")
-            .source("/t")
-            .ty("t")
-            .build()
-            .unwrap()
+        Completion {
+            job_id: JobId::new(),
+            function: FunctionName::parse("echo").unwrap(),
+            state: JobState::Succeeded,
+            attempts: 1,
+            finished_at: chrono::Utc::now(),
+            data: None,
+            owner: None,
+            trace: Default::default(),
+        }
     }
 
     #[tokio::test]

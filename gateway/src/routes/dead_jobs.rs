@@ -1,8 +1,5 @@
 //! `/admin/dead/{function}`: the dead jobs of a function (out of attempts), with every reason
-//! they failed, and their replay. A replay is a new delivery of the same job id — its record is
-//! `queued` again with its attempts reset and its errors kept — so the runtime's exactly-once
-//! rules still hold, and a replayed job that dies again is listed again with both deaths in
-//! `attempt_errors`.
+//! they failed, and their replay (`jobs::replay`: the same job id, queued again).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -10,18 +7,17 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use surge_contract::job::{FunctionName, JobId};
-use surge_contract::telemetry::trace_context;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Admin, Caller};
-use crate::bus::{JobRequest, job_message};
+use super::paging;
+use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::jobs;
 use crate::openapi::Problem;
-use crate::routes::jobs::{next_before, page_limit};
 use crate::state::AppState;
-use crate::store::dead_jobs::{self, DeadCursor, DeadRow, Viewer};
+use crate::store::dead_jobs::{self, DeadCursor, DeadRow};
 
 /// Jobs replayed by one `replay` of a whole function, at most.
 const MAX_REPLAY: i64 = 1000;
@@ -122,7 +118,7 @@ async fn list(
 ) -> Result<Json<DeadPage>, ApiError> {
     let function = served(&state, &function)?;
     let Query(params) = params?;
-    let limit = page_limit(params.limit, 20, state.http.max_page_size)?;
+    let limit = paging::limit(params.limit, 20, state.http.max_page_size)?;
     let before = params
         .before
         .map(|b| {
@@ -133,13 +129,13 @@ async fn list(
         .transpose()?;
     let rows = dead_jobs::list(
         &state.pool,
-        viewer(&state, &caller),
+        state.viewer(&caller),
         function.as_str(),
         before,
         limit,
     )
     .await?;
-    let next_before = next_before(&rows, limit, |r| DeadCursor::of(r).encode());
+    let next_before = paging::next_before(&rows, limit, |r| DeadCursor::of(r).encode());
     Ok(Json(DeadPage {
         jobs: rows.into_iter().map(DeadJob::from).collect(),
         next_before,
@@ -166,7 +162,7 @@ async fn replay_all(
     let function = replayable(&state, &function)?;
     let ids = dead_jobs::ids(
         &state.pool,
-        viewer(&state, &caller),
+        state.viewer(&caller),
         function.as_str(),
         MAX_REPLAY,
     )
@@ -179,7 +175,7 @@ async fn replay_all(
             more = true;
             break;
         }
-        match replay(&state, &caller, &function, id).await {
+        match jobs::replay(&state, &caller, &function, id).await {
             Ok(true) => replayed.push(id),
             Ok(false) => {}
             Err(ApiError::Unavailable(why)) => {
@@ -216,60 +212,13 @@ async fn replay_one(
     let function = replayable(&state, &function)?;
     let not_found = || ApiError::NotFound(format!("no dead job {id} of {function}"));
     let job: JobId = id.parse().map_err(|_| not_found())?;
-    if replay(&state, &caller, &function, job).await? {
+    if jobs::replay(&state, &caller, &function, job).await? {
         Ok(Json(Replayed {
             replayed: vec![job],
             more: false,
         }))
     } else {
         Err(not_found())
-    }
-}
-
-/// Queues one dead job again: its record first (in a transaction whose row lock keeps a
-/// worker from seeing it before the commit), then the confirmed publish, then the commit. A
-/// failed publish rolls back: the job stays dead and listed. `false`: no such dead job.
-async fn replay(
-    state: &AppState,
-    caller: &Caller,
-    function: &FunctionName,
-    id: JobId,
-) -> Result<bool, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let Some(job) =
-        dead_jobs::revive(&mut tx, viewer(state, caller), function.as_str(), id).await?
-    else {
-        return Ok(false);
-    };
-    let message = job_message(JobRequest {
-        id: job.id,
-        function,
-        owner: job.tenant.as_deref().zip(job.owner_id),
-        origin: Some((&job.event_source, &job.event_id)),
-        // The event's time is the replay's: the time the job lay dead is not queue wait.
-        created_at: chrono::Utc::now(),
-        input: job.input.unwrap_or(Value::Null),
-        trace: trace_context(&tracing::Span::current()),
-        reply_to: None,
-    })
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    if let Err(e) = state.bus.publish_job(function, &message).await {
-        tracing::warn!(error = %e, %id, "publishing a replay failed; the job stays dead");
-        return Err(ApiError::Unavailable(format!(
-            "job {id} could not be queued again; it is still dead, retry"
-        )));
-    }
-    tx.commit().await?;
-    tracing::info!(%id, %function, admin = %caller.entity_id, "dead job replayed");
-    state.activity.published(function);
-    Ok(true)
-}
-
-/// Whose dead jobs the caller sees: its tenant's, and as an operator those nobody owns.
-pub(crate) fn viewer<'a>(state: &AppState, caller: &'a Caller) -> Viewer<'a> {
-    Viewer {
-        tenant: &caller.tenant,
-        operator: state.tenants.is_operator_tenant(&caller.tenant),
     }
 }
 

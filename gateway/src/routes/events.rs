@@ -16,17 +16,20 @@ use axum::response::{IntoResponse, Response};
 use cloudevents::{AttributesReader, Event};
 use sha2::{Digest, Sha256};
 use surge_contract::binding;
+use surge_contract::completion::Completion;
 use surge_contract::job::{EVENT_TYPE_PREFIX, FunctionName};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accept::{Accepted, Submission, accept, wait};
+use super::answer;
+use super::prefer::Preferences;
+use super::request::body_error;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::jobs::{self, Answer, Repeat, Submission, Wait};
 use crate::openapi::Problem;
-use crate::routes::jobs::{Preferences, accepted, body_error, known_function};
-use crate::routes::views::JobView;
 use crate::state::AppState;
+use crate::views::JobView;
 
 const BATCH: &str = "application/cloudevents-batch+json";
 
@@ -152,34 +155,33 @@ async fn receive(
         .map(|event| incoming(&state, event))
         .collect::<Result<Vec<_>, _>>()?;
     let prefer = Preferences::parse(&headers);
-    let waits = !batch && prefer.wait.is_some();
+    // Only a single event is answered with its completion, and only when asked to wait.
+    let wait = match prefer.wait {
+        Some(wait) if !batch => Wait::UpTo(wait),
+        _ => Wait::No,
+    };
     let mut views = Vec::with_capacity(incoming.len());
     for item in incoming {
         let submission = Submission {
             function: &item.function,
             input: item.input,
             idempotency_key: Some(&item.key),
-            wait: waits,
+            wait,
+            repeat: Repeat::SameKey,
         };
-        match accept(&state, &caller, submission).await? {
-            Accepted::New {
-                view,
-                waiter: Some(waiter),
-            } => {
-                return Ok(match wait(&state, waiter, prefer.wait).await {
-                    Some(completion) => structured(completion),
-                    None => accepted(view, false),
-                });
-            }
-            Accepted::New { view, waiter: None } => views.push(view),
-            Accepted::Repeat { first, .. } => views.push(JobView::from(first)),
+        match jobs::submit(&state, &caller, submission).await? {
+            Answer::Finished {
+                completion: Some(completion),
+                ..
+            } => return Ok(structured(&completion)),
+            Answer::Finished { job, .. } | Answer::Pending(job) => views.push(job),
         }
     }
     Ok(if batch {
         (StatusCode::ACCEPTED, Json(views)).into_response()
     } else {
         let view = views.remove(0);
-        accepted(view, false)
+        answer::accepted(view, false)
     })
 }
 
@@ -190,7 +192,7 @@ fn incoming(state: &AppState, event: &Event) -> Result<Incoming, ApiError> {
             event.ty()
         ))
     })?;
-    let function = known_function(state, name)?;
+    let function = state.function(name)?;
     let input = binding::json_input(event).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     // `source` + `id` identify an event (CloudEvents spec): hashed to a bounded key.
     let digest = Sha256::new()
@@ -213,8 +215,8 @@ fn incoming(state: &AppState, event: &Event) -> Result<Incoming, ApiError> {
 }
 
 /// A completion event as an HTTP response in structured mode, its data as JSON.
-fn structured(completion: Event) -> Response {
-    match binding::structured_json(completion) {
+fn structured(completion: &Completion) -> Response {
+    match completion.to_structured_json() {
         Ok(body) => {
             let mut response = (StatusCode::OK, body).into_response();
             response.headers_mut().insert(

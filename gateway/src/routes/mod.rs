@@ -1,5 +1,7 @@
 //! HTTP routes, one module per resource; the router is assembled in `startup`.
 
+/// A job as an HTTP answer (200, 202 + `Location`).
+mod answer;
 /// `/console`: the operations console's pages.
 pub mod console;
 /// `/admin/dead/{function}`: dead jobs (out of attempts), their reasons, and their replay.
@@ -14,9 +16,13 @@ pub mod jobs;
 pub mod login;
 /// `GET /admin/functions`, `GET /admin/jobs`: what the console shows first.
 pub mod overview;
+/// Keyset pages: limits and cursors.
+mod paging;
+/// The `Prefer` header.
+mod prefer;
+/// Request parts several routes read alike: the body limit, `Idempotency-Key`.
+mod request;
 /// `GET /settings`, `POST·PUT·DELETE /settings[/{name}]`: server settings.
 pub mod settings;
 /// `GET·POST·PUT /token`, `GET /tokens`, `DELETE /token/{id}`: the caller's API keys.
 pub mod tokens;
-/// The API's JSON documents.
-pub mod views;

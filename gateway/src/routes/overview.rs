@@ -13,11 +13,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::paging;
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::openapi::Problem;
-use crate::routes::dead_jobs::viewer;
-use crate::routes::jobs::page_limit;
 use crate::state::AppState;
 use crate::store::overview::{self, RecentRow};
 
@@ -77,7 +76,7 @@ async fn functions(
 ) -> Result<Json<FunctionsOverview>, ApiError> {
     let at = Utc::now();
     let since = JobId::first_at(at - chrono::Duration::seconds(WINDOW_S));
-    let viewer = viewer(&state, &caller);
+    let viewer = state.viewer(&caller);
     let finished = overview::finished_since(&state.pool, viewer, since).await?;
     let dead = overview::dead_counts(&state.pool, viewer).await?;
     let mut names: Vec<_> = state.functions.iter().collect();
@@ -172,8 +171,8 @@ async fn recent(
     params: Result<Query<RecentParams>, QueryRejection>,
 ) -> Result<Json<TenantJobs>, ApiError> {
     let Query(params) = params?;
-    let limit = page_limit(params.limit, 50, state.http.max_page_size)?;
-    let rows = overview::recent(&state.pool, viewer(&state, &caller), limit).await?;
+    let limit = paging::limit(params.limit, 50, state.http.max_page_size)?;
+    let rows = overview::recent(&state.pool, state.viewer(&caller), limit).await?;
     Ok(Json(TenantJobs {
         jobs: rows.into_iter().map(TenantJob::from).collect(),
     }))

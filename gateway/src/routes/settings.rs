@@ -17,14 +17,15 @@ use surge_contract::server_settings::{self, Change, Changed};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accept::{Accepted, Submission, accept, wait};
+use super::answer;
+use super::request::idempotency_key;
 use crate::auth::{Caller, Operator};
 use crate::error::ApiError;
+use crate::jobs::{self, Answer, Repeat, Submission, Wait};
 use crate::openapi::Problem as ProblemDoc;
-use crate::routes::jobs::{accepted, idempotency_key};
-use crate::routes::views::JobView;
 use crate::state::AppState;
 use crate::store::settings::SettingRow;
+use crate::views::JobView;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -267,34 +268,13 @@ async fn perform(
         function: &function,
         input,
         idempotency_key: idempotency_key(headers)?,
-        wait: true,
+        wait: Wait::Default,
+        repeat: Repeat::SameRequest,
     };
-    let view = match accept(state, caller, submission).await? {
-        Accepted::New {
-            view,
-            waiter: Some(waiter),
-        } => match wait(state, waiter, None).await {
-            Some(completion) => view.completed(&completion),
-            None => return Ok(Performed::Pending(accepted(view, false))),
-        },
-        Accepted::New { view, waiter: None } => {
-            return Ok(Performed::Pending(accepted(view, false)));
-        }
-        Accepted::Repeat { first, input } => {
-            if first.function != server_settings::FUNCTION || first.input.as_ref() != Some(&input) {
-                return Err(ApiError::IdempotencyKeyReused(format!(
-                    "job {} of function {}",
-                    first.id, first.function
-                )));
-            }
-            let view = JobView::from(first);
-            if !view.state.is_terminal() {
-                return Ok(Performed::Pending(accepted(view, false)));
-            }
-            view
-        }
-    };
-    outcome(state, view).await
+    match jobs::submit(state, caller, submission).await? {
+        Answer::Finished { job, .. } => outcome(state, job).await,
+        Answer::Pending(job) => Ok(Performed::Pending(answer::accepted(job, false))),
+    }
 }
 
 async fn outcome(state: &AppState, view: JobView) -> Result<Performed, ApiError> {

@@ -47,7 +47,6 @@ pub struct Push {
 }
 
 struct Connection {
-    tenant: String,
     /// The tenant as it appears in a completion's routing key (`job::topic_word`).
     tenant_word: String,
     subscriptions: Arc<Mutex<Subscriptions>>,
@@ -97,11 +96,7 @@ fn audience_word(audience: &Audience) -> String {
 }
 
 /// The connections watching one audience: connection id → its entity.
-#[derive(Default)]
-struct Watchers {
-    audience: Audience,
-    connections: HashMap<u64, Uuid>,
-}
+type Watchers = HashMap<u64, Uuid>;
 
 #[derive(Default)]
 struct Rooms {
@@ -115,19 +110,12 @@ impl Rooms {
         self.entities.get(&entity)?.get(&id)
     }
 
-    /// Stops `id` watching; the audiences nobody here watches any more.
-    fn unwatch(&mut self, id: u64) -> Vec<Audience> {
-        let mut gone = Vec::new();
+    /// Stops `id` watching.
+    fn unwatch(&mut self, id: u64) {
         self.watchers.retain(|_, w| {
-            w.connections.remove(&id);
-            if w.connections.is_empty() {
-                gone.push(w.audience.clone());
-                false
-            } else {
-                true
-            }
+            w.remove(&id);
+            !w.is_empty()
         });
-        gone
     }
 }
 
@@ -143,15 +131,6 @@ impl Interest {
     pub fn any(self) -> bool {
         self.owner || self.others
     }
-}
-
-/// What a connection's leaving ended.
-#[derive(Debug, Default, PartialEq)]
-pub struct Left {
-    /// It was its entity's last connection here: the entity's binding can go.
-    pub last_of_entity: bool,
-    /// Audiences it was the last watcher of: their bindings can go.
-    pub unwatched: Vec<Audience>,
 }
 
 #[derive(Default)]
@@ -180,15 +159,14 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a connection of `entity`, unless the replica has `max` already; the bool says
-    /// whether it is the entity's first here (its completions must now be routed here).
+    /// Adds a connection of `entity`, unless the replica has `max` already.
     pub fn join(
         &self,
         tenant: &str,
         entity: Uuid,
         capacity: usize,
         max: usize,
-    ) -> Result<(Member, bool), HubFull> {
+    ) -> Result<Member, HubFull> {
         let mut rooms = self.rooms();
         if self.count.load(Ordering::Relaxed) >= max {
             return Err(HubFull(max));
@@ -198,115 +176,63 @@ impl Hub {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let subscriptions = Arc::new(Mutex::new(Subscriptions::default()));
         let too_slow = CancellationToken::new();
-        let connections = rooms.entities.entry(entity).or_default();
-        let first = connections.is_empty();
-        connections.insert(
+        rooms.entities.entry(entity).or_default().insert(
             id,
             Connection {
-                tenant: tenant.to_owned(),
                 tenant_word: surge_contract::job::topic_word(tenant),
                 subscriptions: subscriptions.clone(),
                 queue: tx,
                 too_slow: too_slow.clone(),
             },
         );
-        let member = Member {
+        Ok(Member {
             id,
             subscriptions,
             queue: rx,
             too_slow,
-        };
-        Ok((member, first))
+        })
     }
 
     /// Removes a connection, and its watching.
-    pub fn leave(&self, id: u64, entity: Uuid) -> Left {
+    pub fn leave(&self, id: u64, entity: Uuid) {
         let mut rooms = self.rooms();
-        let unwatched = rooms.unwatch(id);
+        rooms.unwatch(id);
         let Some(connections) = rooms.entities.get_mut(&entity) else {
-            return Left {
-                last_of_entity: false,
-                unwatched,
-            };
+            return;
         };
         if connections.remove(&id).is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
-        let last_of_entity = connections.is_empty();
-        if last_of_entity {
+        if connections.is_empty() {
             rooms.entities.remove(&entity);
-        }
-        Left {
-            last_of_entity,
-            unwatched,
         }
     }
 
     /// Makes connection `id` (of `entity`) a tenant-wide watcher of `audiences`: it also gets
-    /// the completions of other entities' jobs there that its subscriptions match. Returns
-    /// the audiences nobody here watched before (their completions must now be routed here).
-    pub fn watch(&self, id: u64, entity: Uuid, audiences: &[Audience]) -> Vec<Audience> {
+    /// the completions of other entities' jobs there that its subscriptions match.
+    pub fn watch(&self, id: u64, entity: Uuid, audiences: &[Audience]) {
         let mut rooms = self.rooms();
         if rooms.connection(entity, id).is_none() {
-            return Vec::new();
+            return;
         }
-        let mut new = Vec::new();
         for audience in audiences {
-            let watchers = rooms
+            rooms
                 .watchers
                 .entry(audience_word(audience))
-                .or_insert_with(|| Watchers {
-                    audience: audience.clone(),
-                    connections: HashMap::new(),
-                });
-            if watchers.connections.is_empty() {
-                new.push(audience.clone());
-            }
-            watchers.connections.insert(id, entity);
+                .or_default()
+                .insert(id, entity);
         }
-        new
     }
 
-    /// Stops connection `id` watching; the audiences nobody here watches any more.
-    pub fn unwatch(&self, id: u64) -> Vec<Audience> {
-        self.rooms().unwatch(id)
+    /// Stops connection `id` watching.
+    pub fn unwatch(&self, id: u64) {
+        self.rooms().unwatch(id);
     }
 
     /// Whether connection `id` is a tenant-wide watcher (the connection itself keeps track).
     #[cfg(test)]
     pub fn is_watching(&self, id: u64) -> bool {
-        self.rooms()
-            .watchers
-            .values()
-            .any(|w| w.connections.contains_key(&id))
-    }
-
-    /// Whether anyone here watches `audience`.
-    pub fn watched(&self, audience: &Audience) -> bool {
-        self.rooms().watchers.contains_key(&audience_word(audience))
-    }
-
-    /// The audiences watched here (to re-bind after a reconnect).
-    pub fn audiences(&self) -> Vec<Audience> {
-        self.rooms()
-            .watchers
-            .values()
-            .map(|w| w.audience.clone())
-            .collect()
-    }
-
-    /// Whether `entity` has a connection here.
-    pub fn has(&self, entity: Uuid) -> bool {
-        self.rooms().entities.contains_key(&entity)
-    }
-
-    /// The entities with a connection here and their tenants (to re-bind after a reconnect).
-    pub fn entities(&self) -> Vec<(String, Uuid)> {
-        self.rooms()
-            .entities
-            .iter()
-            .filter_map(|(entity, c)| c.values().next().map(|c| (c.tenant.clone(), *entity)))
-            .collect()
+        self.rooms().watchers.values().any(|w| w.contains_key(&id))
     }
 
     pub fn connections(&self) -> usize {
@@ -330,7 +256,7 @@ impl Hub {
         });
         // As `dispatch`: the owner's own connections count as the owner, not as watchers.
         let others = rooms.watchers.get(tenant).is_some_and(|w| {
-            w.connections.iter().any(|(id, watcher)| {
+            w.iter().any(|(id, watcher)| {
                 *watcher != entity
                     && rooms
                         .connection(*watcher, *id)
@@ -379,7 +305,7 @@ impl Hub {
             }
         }
         if let Some(watchers) = rooms.watchers.get(&push.tenant) {
-            for (id, entity) in &watchers.connections {
+            for (id, entity) in watchers {
                 // The entity's own connections were served above.
                 if *entity == push.entity {
                     continue;
@@ -411,9 +337,9 @@ mod tests {
     #[test]
     fn a_broadcast_reaches_every_subscriber_of_its_function_in_every_tenant() {
         let hub = Hub::default();
-        let (mut a, _) = hub.join("acme", Uuid::now_v7(), 4, 10).unwrap();
-        let (mut b, _) = hub.join("evil", Uuid::now_v7(), 4, 10).unwrap();
-        let (mut c, _) = hub.join("acme", Uuid::now_v7(), 4, 10).unwrap();
+        let mut a = hub.join("acme", Uuid::now_v7(), 4, 10).unwrap();
+        let mut b = hub.join("evil", Uuid::now_v7(), 4, 10).unwrap();
+        let mut c = hub.join("acme", Uuid::now_v7(), 4, 10).unwrap();
         assert!(!hub.wants_function("settings"));
         follow(&a, "settings");
         follow(&b, "settings");
@@ -439,9 +365,8 @@ mod tests {
     fn completions_go_only_to_their_entitys_matching_subscriptions() {
         let hub = Hub::default();
         let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let (mut a, first) = hub.join("acme", ann, 8, 10).unwrap();
-        assert!(first);
-        let (mut b, _) = hub.join("acme", bob, 8, 10).unwrap();
+        let mut a = hub.join("acme", ann, 8, 10).unwrap();
+        let mut b = hub.join("acme", bob, 8, 10).unwrap();
         let job = Uuid::now_v7();
         assert_eq!(
             hub.dispatch(&push("acme", ann, "echo", job)),
@@ -473,7 +398,7 @@ mod tests {
     fn a_full_queue_marks_the_connection_too_slow_instead_of_growing() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let (member, _) = hub.join("acme", ann, 2, 10).unwrap();
+        let member = hub.join("acme", ann, 2, 10).unwrap();
         follow(&member, "echo");
         for _ in 0..2 {
             assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 1);
@@ -484,25 +409,25 @@ mod tests {
     }
 
     #[test]
-    fn the_last_connection_of_an_entity_says_so_when_it_leaves() {
+    fn leaving_removes_the_connection_and_an_entity_without_one() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let (one, first) = hub.join("acme", ann, 1, 10).unwrap();
-        let (two, second_is_first) = hub.join("acme", ann, 1, 10).unwrap();
-        assert!(first && !second_is_first);
-        assert_eq!(hub.entities(), vec![("acme".to_owned(), ann)]);
-        assert!(!hub.leave(one.id, ann).last_of_entity);
-        assert!(hub.has(ann));
-        assert!(hub.leave(two.id, ann).last_of_entity);
-        assert!(!hub.has(ann));
+        let one = hub.join("acme", ann, 1, 10).unwrap();
+        let two = hub.join("acme", ann, 1, 10).unwrap();
+        follow(&two, "echo");
+        hub.leave(one.id, ann);
+        assert_eq!(hub.connections(), 1);
+        assert!(hub.interest("acme", ann, None, "echo").owner);
+        hub.leave(two.id, ann);
         assert_eq!(hub.connections(), 0);
+        assert!(hub.rooms().entities.is_empty());
     }
 
     #[test]
     fn joins_past_the_limit_are_refused_and_leaving_frees_a_slot() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let (one, _) = hub.join("acme", ann, 1, 1).unwrap();
+        let one = hub.join("acme", ann, 1, 1).unwrap();
         assert!(hub.join("acme", ann, 1, 1).is_err());
         hub.leave(one.id, ann);
         assert!(hub.join("acme", ann, 1, 1).is_ok());
@@ -512,7 +437,7 @@ mod tests {
     fn a_tenant_is_compared_as_it_appears_in_routing_keys() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let (member, _) = hub.join("dev.local", ann, 4, 10).unwrap();
+        let member = hub.join("dev.local", ann, 4, 10).unwrap();
         follow(&member, "echo");
         let word = surge_contract::job::topic_word("dev.local");
         assert_eq!(hub.dispatch(&push(&word, ann, "echo", Uuid::now_v7())), 1);
@@ -522,19 +447,14 @@ mod tests {
     fn a_watcher_gets_its_tenants_jobs_of_every_entity_once_and_no_other_tenants() {
         let hub = Hub::default();
         let (admin, ann, eve) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let (mut console, _) = hub.join("acme", admin, 8, 10).unwrap();
-        let (mut own, _) = hub.join("acme", ann, 8, 10).unwrap();
+        let mut console = hub.join("acme", admin, 8, 10).unwrap();
+        let mut own = hub.join("acme", ann, 8, 10).unwrap();
         follow(&console, "echo");
         follow(&own, "echo");
         assert!(!hub.interest("acme", ann, None, "sleep").any());
         let acme = Some("acme".to_owned());
-        let watched = hub.watch(console.id, admin, std::slice::from_ref(&acme));
-        assert_eq!(watched, std::slice::from_ref(&acme));
-        assert!(
-            hub.watch(own.id, ann, std::slice::from_ref(&acme))
-                .is_empty(),
-            "watched already"
-        );
+        hub.watch(console.id, admin, std::slice::from_ref(&acme));
+        hub.watch(own.id, ann, std::slice::from_ref(&acme));
         hub.unwatch(own.id);
         assert!(hub.is_watching(console.id) && !hub.is_watching(own.id));
         assert_eq!(
@@ -575,15 +495,8 @@ mod tests {
             0,
             "not subscribed"
         );
-        let left = hub.leave(console.id, admin);
-        assert_eq!(
-            left,
-            Left {
-                last_of_entity: true,
-                unwatched: vec![acme.clone()]
-            }
-        );
-        assert!(!hub.watched(&acme) && hub.audiences().is_empty());
+        hub.leave(console.id, admin);
+        assert!(hub.rooms().watchers.is_empty(), "its watching went with it");
         assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 1);
     }
 
@@ -591,13 +504,11 @@ mod tests {
     fn an_operator_watches_the_jobs_nobody_owns_under_their_own_word() {
         let hub = Hub::default();
         let admin = Uuid::now_v7();
-        let (mut console, _) = hub.join("ops", admin, 8, 10).unwrap();
+        let mut console = hub.join("ops", admin, 8, 10).unwrap();
         follow(&console, "echo");
         let audiences = [Some("ops".to_owned()), None];
-        assert_eq!(hub.watch(console.id, admin, &audiences).len(), 2);
-        let mut audiences_now = hub.audiences();
-        audiences_now.sort();
-        assert_eq!(audiences_now, [None, Some("ops".to_owned())]);
+        hub.watch(console.id, admin, &audiences);
+        assert_eq!(hub.rooms().watchers.len(), 2);
         // An ownerless completion's key is `-.-.<function>.<outcome>`.
         let ownerless = Push {
             entity: Uuid::nil(),
@@ -605,7 +516,7 @@ mod tests {
         };
         assert_eq!(hub.dispatch(&ownerless), 1);
         assert!(console.queue.try_recv().is_ok());
-        assert_eq!(hub.unwatch(console.id).len(), 2);
+        hub.unwatch(console.id);
         assert_eq!(hub.dispatch(&ownerless), 0);
     }
 }

@@ -17,6 +17,9 @@
 //! Tenant-wide subscribers get other entities' completions without their result `data`
 //! (failures keep their problem), as `/admin/jobs` shows them.
 
+/// What the connections are shown of the completions routed here.
+pub mod feed;
+/// Which connection wants which completion.
 pub mod hub;
 
 use std::time::Duration;
@@ -31,11 +34,12 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
-use surge_contract::job::FunctionName;
+use surge_contract::job::{self, FunctionName};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use self::hub::Audience;
 use crate::auth::{Caller, presented_key};
 use crate::error::ApiError;
 use crate::openapi::Problem;
@@ -109,7 +113,7 @@ async fn upgrade(
     })?;
     // Checked again, atomically, when the connection joins the hub; this early answer
     // spares a full replica the upgrade.
-    if state.bus.hub().connections() >= state.ws.max_connections {
+    if state.hub.connections() >= state.ws.max_connections {
         return Err(ApiError::Unavailable(
             "this replica has as many websocket connections as it allows; retry shortly".into(),
         ));
@@ -191,17 +195,15 @@ struct QueueFigures {
 
 async fn serve(socket: WebSocket, caller: Caller, credential: SecretString, state: AppState) {
     let settings = state.ws.clone();
-    let bus = state.bus.clone();
-    let hub = bus.hub().clone();
     let (mut sink, mut stream) = socket.split();
-    let joined = hub.join(
+    let joined = state.hub.join(
         &caller.tenant,
         caller.entity_id,
         settings.queue_capacity,
         settings.max_connections,
     );
-    let (mut member, first) = match joined {
-        Ok(joined) => joined,
+    let mut member = match joined {
+        Ok(member) => member,
         Err(full) => {
             tracing::warn!(error = %full, "websocket refused");
             let _ = sink
@@ -210,12 +212,13 @@ async fn serve(socket: WebSocket, caller: Caller, credential: SecretString, stat
             return;
         }
     };
-    if first && let Err(e) = bus.follow(&caller.tenant, caller.entity_id).await {
+    let own_key = job::entity_binding_key(&caller.tenant, &caller.entity_id.to_string());
+    if let Err(e) = state.bus.hold(&own_key).await {
         tracing::warn!(error = %e, "websocket refused: the broker cannot route completions here");
         let _ = sink
             .send(close(1011, "the broker is unavailable; reconnect shortly"))
             .await;
-        leave(&state, &caller, member.id).await;
+        state.hub.leave(member.id, caller.entity_id);
         return;
     }
     let mut queues = state.activity.changes();
@@ -263,11 +266,13 @@ async fn serve(socket: WebSocket, caller: Caller, credential: SecretString, stat
                         Ok((command, change)) => {
                             // Whether the connection watches its tenant once the command is done.
                             let now = match change {
+                                Watching::Start if watching => Ok(true),
                                 Watching::Start => watch(&state, &caller, member.id).await.map(|()| true),
-                                Watching::Stop => {
-                                    stop_watching(&state, member.id).await;
+                                Watching::Stop if watching => {
+                                    stop_watching(&state, &caller, member.id).await;
                                     Ok(false)
                                 }
+                                Watching::Stop => Ok(false),
                                 Watching::Keep => Ok(watching),
                             };
                             match now {
@@ -306,21 +311,32 @@ async fn serve(socket: WebSocket, caller: Caller, credential: SecretString, stat
     if let Some(frame) = outcome {
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
     }
-    leave(&state, &caller, member.id).await;
-}
-
-async fn leave(state: &AppState, caller: &Caller, id: u64) {
-    let left = state.bus.hub().leave(id, caller.entity_id);
-    if left.last_of_entity {
-        state.bus.unfollow(&caller.tenant, caller.entity_id).await;
+    if watching {
+        stop_watching(&state, &caller, member.id).await;
     }
-    state.bus.unfollow_audiences(&left.unwatched).await;
+    state.hub.leave(member.id, caller.entity_id);
+    state.bus.release(&own_key).await;
 }
 
-/// Ends the connection's watching, and the bindings nobody here needs any more.
-async fn stop_watching(state: &AppState, id: u64) {
-    let gone = state.bus.hub().unwatch(id);
-    state.bus.unfollow_audiences(&gone).await;
+/// Whose jobs a tenant-wide watcher sees: its tenant's, and an operator's also those no
+/// tenant owns.
+fn audiences(state: &AppState, caller: &Caller) -> Vec<Audience> {
+    let mut audiences = vec![Some(caller.tenant.clone())];
+    if state.tenants.is_operator_tenant(&caller.tenant) {
+        audiences.push(None);
+    }
+    audiences
+}
+
+/// Ends the connection's watching, and its hold on the audiences' bindings.
+async fn stop_watching(state: &AppState, caller: &Caller, id: u64) {
+    state.hub.unwatch(id);
+    for audience in audiences(state, caller) {
+        state
+            .bus
+            .release(&job::tenant_binding_key(audience.as_deref()))
+            .await;
+    }
 }
 
 /// Whether the connection's credential still stands (asked on every ping): the same entity,
@@ -343,20 +359,24 @@ async fn still_allowed(
     }
 }
 
-/// Makes the connection a tenant-wide watcher: of its tenant, and as an operator of the jobs
-/// no tenant owns; binds what this replica did not receive yet.
+/// Makes the connection a tenant-wide watcher, holding the bindings that route its
+/// audiences' completions here; a failed hold undoes the whole watch.
 async fn watch(state: &AppState, caller: &Caller, id: u64) -> Result<(), String> {
-    let mut audiences = vec![Some(caller.tenant.clone())];
-    if state.tenants.is_operator_tenant(&caller.tenant) {
-        audiences.push(None);
+    let audiences = audiences(state, caller);
+    let keys: Vec<String> = audiences
+        .iter()
+        .map(|a| job::tenant_binding_key(a.as_deref()))
+        .collect();
+    for (held, key) in keys.iter().enumerate() {
+        if let Err(e) = state.bus.hold(key).await {
+            tracing::warn!(error = %e, "a tenant-wide subscription failed: the broker cannot route here");
+            for key in &keys[..held] {
+                state.bus.release(key).await;
+            }
+            return Err("the broker is unavailable; subscribe again shortly".into());
+        }
     }
-    let hub = state.bus.hub();
-    let new = hub.watch(id, caller.entity_id, &audiences);
-    if let Err(e) = state.bus.follow_audiences(&new).await {
-        tracing::warn!(error = %e, "a tenant-wide subscription failed: the broker cannot route here");
-        stop_watching(state, id).await;
-        return Err("the broker is unavailable; subscribe again shortly".into());
-    }
+    state.hub.watch(id, caller.entity_id, &audiences);
     Ok(())
 }
 

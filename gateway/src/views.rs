@@ -1,10 +1,11 @@
-//! The JSON documents of the jobs API. Tests deserialize the same types.
+//! The JSON documents of jobs, as the API answers them and the job service builds them.
+//! Tests deserialize the same types.
 
 use chrono::{DateTime, Utc};
-use cloudevents::{AttributesReader, Event};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use surge_contract::job::{JobId, JobState, ext};
+use surge_contract::completion::Completion;
+use surge_contract::job::{JobId, JobState};
 
 use crate::store::jobs::JobRow;
 
@@ -55,22 +56,12 @@ impl JobView {
     }
 
     /// The job as its completion event reports it, without reading the database again.
-    pub fn completed(mut self, completion: &Event) -> Self {
-        let state = completion
-            .extension(ext::STATE)
-            .and_then(|s| serde_json::from_value(Value::String(s.to_string())).ok())
-            .unwrap_or(JobState::Failed);
-        let data = surge_contract::binding::json_data(completion).ok();
-        self.state = state;
-        self.attempts = completion
-            .extension(ext::ATTEMPTS)
-            .and_then(|a| a.to_string().parse().ok());
-        if state == JobState::Succeeded {
-            self.result = data;
-        } else {
-            self.error = data;
-        }
-        self.finished_at = completion.time().copied();
+    pub fn completed(mut self, completion: &Completion) -> Self {
+        self.state = completion.state;
+        self.attempts = Some(completion.attempts);
+        self.result = completion.result().cloned();
+        self.error = completion.problem().cloned();
+        self.finished_at = Some(completion.finished_at);
         self
     }
 }

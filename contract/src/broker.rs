@@ -1,9 +1,10 @@
 //! Connecting to RabbitMQ and publishing with confirms: the two broker operations both sides
-//! need. lapin does not reconnect by itself; callers own a reconnect loop that uses [`Backoff`]
-//! and re-declares their topology after each connect.
+//! need. lapin does not reconnect by itself; callers own a reconnect loop that uses
+//! [`backoff`] and re-declares their topology after each connect.
 
 use std::time::Duration;
 
+use backon::ExponentialBuilder;
 use lapin::Confirmation;
 use lapin::options::BasicPublishOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -87,61 +88,47 @@ pub async fn publish_confirmed(
     }
 }
 
-/// Exponential backoff with jitter, for reconnect loops and retries of infrastructure errors.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
+/// The delays of every reconnect loop and infrastructure retry: doubling from `min` to `max`,
+/// each plus up to as much again of random jitter (so replicas that lost the broker together
+/// do not come back in lockstep), never giving up. `.build()` starts a sequence; a success starts a
+/// fresh one.
+pub fn backoff(min: Duration, max: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
 }
 
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    pub fn from_settings(settings: &BrokerSettings) -> Self {
-        Self::new(
-            Duration::from_millis(settings.reconnect_min_ms),
-            Duration::from_millis(settings.reconnect_max_ms),
-        )
-    }
-
-    /// The next delay: doubles up to the ceiling, with up to 25% taken off at random so that
-    /// replicas that lost the broker together do not come back in lockstep.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        delay.mul_f64(1.0 - f64::from(nanos % 250) / 1000.0)
-    }
-
-    /// Back to the first delay, after a success.
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
+/// The broker reconnect backoff of `settings` (`broker.reconnect_min_ms` / `_max_ms`).
+pub fn reconnect_backoff(settings: &BrokerSettings) -> ExponentialBuilder {
+    backoff(
+        Duration::from_millis(settings.reconnect_min_ms),
+        Duration::from_millis(settings.reconnect_max_ms),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backon::BackoffBuilder as _;
 
     #[test]
-    fn backoff_grows_to_its_ceiling_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
-        let delays: Vec<_> = (0..6).map(|_| b.next_delay()).collect();
-        assert!(delays[0] <= Duration::from_millis(100));
-        assert!(delays[0] >= Duration::from_millis(75));
-        assert!(delays[5] <= Duration::from_millis(800));
-        assert!(delays[5] >= Duration::from_millis(600));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
+    fn backoff_grows_to_its_ceiling_plus_jitter_and_never_ends() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_millis(800));
+        let delays: Vec<_> = backoff(min, max).build().take(50).collect();
+        assert_eq!(delays.len(), 50, "it never gives up");
+        assert!(delays[0] >= min && delays[0] < min * 2, "{:?}", delays[0]);
+        assert!(
+            delays[1] >= min * 2 && delays[1] < min * 3,
+            "{:?}",
+            delays[1]
+        );
+        for d in &delays[3..] {
+            assert!(
+                *d >= max && *d < max + min,
+                "capped at max plus jitter: {d:?}"
+            );
+        }
     }
 }

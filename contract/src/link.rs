@@ -15,7 +15,9 @@ use lapin::{Channel, Connection, Consumer};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, Backoff};
+use backon::{BackoffBuilder as _, ExponentialBackoff};
+
+use crate::broker;
 use crate::config::BrokerSettings;
 
 /// What a process does with its link.
@@ -93,14 +95,16 @@ enum SessionEnd {
 
 impl<H: LinkHandler> Supervisor<H> {
     async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::from_settings(&self.settings);
+        let policy = broker::reconnect_backoff(&self.settings);
+        let mut backoff = policy.build();
         loop {
-            let end = self.session(&shutdown, &mut backoff).await;
+            let end = self.session(&shutdown, &policy, &mut backoff).await;
             self.channel.send_replace(None);
             match end {
                 SessionEnd::Shutdown => return,
                 SessionEnd::Lost(reason) => {
-                    let delay = backoff.next_delay();
+                    // The sequence never ends (`without_max_times`).
+                    let delay = backoff.next().unwrap_or_default();
                     tracing::warn!(%reason, ?delay, link = %self.name, "broker link lost; reconnecting");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -111,7 +115,13 @@ impl<H: LinkHandler> Supervisor<H> {
         }
     }
 
-    async fn session(&self, shutdown: &CancellationToken, backoff: &mut Backoff) -> SessionEnd {
+    /// One connection's life; once it serves, the backoff starts again from its first delay.
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        policy: &backon::ExponentialBuilder,
+        backoff: &mut ExponentialBackoff,
+    ) -> SessionEnd {
         let connection = match broker::connect(&self.settings, &self.name).await {
             Ok(c) => c,
             Err(e) => return SessionEnd::Lost(e.to_string()),
@@ -132,7 +142,7 @@ impl<H: LinkHandler> Supervisor<H> {
             }
         };
         self.channel.send_replace(Some(publish.clone()));
-        backoff.reset();
+        *backoff = policy.build();
         tracing::info!(link = %self.name, "broker link up");
 
         let (consume_channel, mut consumer) = match consumer {

@@ -22,7 +22,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{Authenticator, DevKey, EntityLimiter, KeyCache, SubjectCache};
+use crate::auth::{Authenticator, DevKey, EntityLimiter, ttl_cache};
 use crate::bus::{Bus, EventListener};
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
@@ -81,8 +81,8 @@ impl Application {
         let limiter = Arc::new(EntityLimiter::new(&settings.limits));
         let auth = Authenticator {
             pool: pool.clone(),
-            keys: KeyCache::new(Duration::from_secs(1), 100_000),
-            subjects: SubjectCache::new(Duration::from_secs(60), 100_000),
+            keys: ttl_cache(Duration::from_secs(1), 100_000),
+            subjects: ttl_cache(Duration::from_secs(60), 100_000),
             tenants: tenants.clone(),
             limiter: limiter.clone(),
             dev_key: match &settings.dev.api_key {

@@ -3,6 +3,8 @@
 //! down, activation falls back to polling, as in a cluster.
 
 use std::collections::HashMap;
+
+use backon::BackoffBuilder as _;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -18,8 +20,16 @@ pub async fn follow(
     tx: mpsc::Sender<bool>,
     shutdown: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(200);
+    // Reconnects as every Surge process does: doubling from 200 ms to 5 s with jitter, and
+    // from the start again once a stream was open.
+    let policy = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times();
+    let mut delays = policy.build();
     loop {
+        let mut opened = false;
         let stream = async {
             let connect = ExternalScalerClient::connect(address.clone());
             let mut client = tokio::time::timeout(Duration::from_secs(5), connect).await??;
@@ -29,6 +39,7 @@ pub async fn follow(
                 scaler_metadata: HashMap::from([("function".to_owned(), function.clone())]),
             };
             let mut stream = client.stream_is_active(request).await?.into_inner();
+            opened = true;
             while let Some(message) = stream.message().await? {
                 if tx.send(message.result).await.is_err() {
                     break;
@@ -47,10 +58,13 @@ pub async fn follow(
         if tx.send(false).await.is_err() {
             return;
         }
+        if opened {
+            delays = policy.build();
+        }
+        let delay = delays.next().unwrap_or_default();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

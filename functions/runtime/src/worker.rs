@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::BackoffBuilder as _;
 use futures_util::FutureExt;
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -14,7 +15,7 @@ use lapin::types::{AMQPValue, LongString};
 use serde_json::Value;
 use sqlx::PgPool;
 use surge_contract::binding::AmqpMessage;
-use surge_contract::broker::{Backoff, publish_confirmed};
+use surge_contract::broker::{backoff, publish_confirmed};
 use surge_contract::job::{FunctionName, JobState};
 use surge_contract::problem::{Problem, types};
 use surge_contract::request::JobRequest;
@@ -423,11 +424,11 @@ impl<F: Function> Worker<F> {
     where
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
     {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut delays = backoff(Duration::from_millis(50), Duration::from_secs(5)).build();
         loop {
             match op().await {
                 Err(e) if is_transient(&e) => {
-                    let delay = backoff.next_delay();
+                    let delay = delays.next().unwrap_or_default();
                     tracing::warn!(error = %e, ?delay, "database unavailable; retrying");
                     tokio::time::sleep(delay).await;
                 }

@@ -1,56 +1,28 @@
-//! A short-lived, bounded cache. Keys: API key lookups, so a busy key costs one query per
-//! second per replica rather than one per request; entries live at most `ttl` (1 s), so a
-//! key revoked or expired in the database is refused by every replica within that time, with
-//! no broadcast to lose. Unknown keys are cached too, so one fake key retried in a loop costs
-//! one query per second (many distinct fakes still cost a query each: the checksum only stops
-//! typos). Bearer tokens: the entity a provider's subject maps to.
+//! Short-lived, bounded caches of credential lookups (moka's: each entry lives at most its
+//! time to live, and past the capacity the least useful entries go, never the whole cache).
+//!
+//! - API keys: a busy key costs one query per second per replica rather than one per
+//!   request; entries live 1 s, so a key revoked or expired in the database is refused by
+//!   every replica within that time, with no broadcast to lose. Unknown keys are cached too,
+//!   so one fake key retried in a loop costs one query per second.
+//! - Bearer tokens: the entity a provider's subject maps to.
 
-use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-#[derive(Debug)]
-pub struct TtlCache<K, V> {
-    ttl: Duration,
-    capacity: usize,
-    entries: Mutex<HashMap<K, (V, Instant)>>,
-}
+/// A cache of at most `capacity` entries, each for at most `ttl`.
+pub type TtlCache<K, V> = moka::sync::Cache<K, V>;
 
-impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self {
-            ttl,
-            capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The cached value, if fresh.
-    pub fn get(&self, key: &K) -> Option<V> {
-        self.get_at(key, Instant::now())
-    }
-
-    fn get_at(&self, key: &K, now: Instant) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(key)
-            .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
-            .map(|(value, _)| value.clone())
-    }
-
-    pub fn put(&self, key: K, value: V) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.capacity {
-            let ttl = self.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            if entries.len() >= self.capacity {
-                // Still full of fresh entries: start over rather than grow.
-                entries.clear();
-            }
-        }
-        entries.insert(key, (value, Instant::now()));
-    }
+/// A new cache of at most `capacity` entries, each kept at most `ttl`.
+pub fn ttl_cache<K, V>(ttl: Duration, capacity: u64) -> TtlCache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(capacity)
+        .time_to_live(ttl)
+        .build()
 }
 
 #[cfg(test)]
@@ -58,24 +30,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_expire_after_the_ttl() {
-        let ttl = Duration::from_secs(1);
-        let cache = TtlCache::<u8, Option<u8>>::new(ttl, 10);
-        cache.put(1, None);
-        let now = Instant::now();
-        assert_eq!(cache.get_at(&1, now), Some(None));
-        assert!(
-            cache.get_at(&1, now + ttl).is_none(),
-            "gone once the TTL has passed"
-        );
+    fn an_entry_is_gone_once_its_time_to_live_has_passed() {
+        let cache = ttl_cache::<u8, u8>(Duration::from_millis(50), 10);
+        cache.insert(1, 1);
+        assert_eq!(cache.get(&1), Some(1));
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(cache.get(&1), None);
     }
 
     #[test]
-    fn the_cache_never_grows_past_its_capacity() {
-        let cache = TtlCache::new(Duration::from_secs(60), 3);
-        for i in 0..10u8 {
-            cache.put(i, ());
+    fn the_cache_never_holds_more_than_its_capacity() {
+        let cache = ttl_cache::<u32, ()>(Duration::from_secs(60), 3);
+        for i in 0..100 {
+            cache.insert(i, ());
         }
-        assert!(cache.entries.lock().unwrap().len() <= 3);
+        cache.run_pending_tasks();
+        assert!(cache.entry_count() <= 3, "{}", cache.entry_count());
     }
 }

@@ -19,7 +19,7 @@ use axum::http::request::Parts;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use cache::TtlCache;
+pub use cache::{TtlCache, ttl_cache};
 pub use dev_key::DevKey;
 pub use rate_limit::{EntityLimiter, LimitSettings, Limited, Policy};
 
@@ -90,7 +90,7 @@ impl Authenticator {
                             .is_some_and(|t| account::is_admin(&record.groups, &t.settings));
                         Arc::new(CachedKey { record, admin })
                     });
-                self.keys.put(hash, key.clone());
+                self.keys.insert(hash, key.clone());
                 key
             }
         };
@@ -124,7 +124,7 @@ impl Authenticator {
                 let found =
                     crate::store::entities::ensure_with_subject(&self.pool, &key.0, &key.2, &key.1)
                         .await?;
-                self.subjects.put(key.clone(), found.clone());
+                self.subjects.insert(key.clone(), found.clone());
                 found
             }
         };

@@ -188,15 +188,16 @@ impl FunctionScaling {
 /// object and field.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The file or directory could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    /// The file or directory could not be read. (The cause is the source, not repeated in the
+    /// message: `{:#}` would print it twice.)
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The file is not YAML.
-    #[error("{}: not valid YAML: {source}", path.display())]
+    #[error("{}: not valid YAML", path.display())]
     Yaml {
         path: PathBuf,
         #[source]

@@ -164,6 +164,16 @@ metadata: {name: cluster-auth}
 }
 
 #[test]
+fn a_yaml_error_names_its_cause_once() {
+    let dir = scratch("bad-yaml", &[("a.yaml", "kind: [ScaledObject\n")]);
+    let err = anyhow::Error::from(load_dir(&dir).unwrap_err());
+    let text = format!("{err:#}");
+    assert!(text.contains("a.yaml: not valid YAML: "), "{text}");
+    let cause = err.root_cause().to_string();
+    assert_eq!(text.matches(&cause).count(), 1, "{text}");
+}
+
+#[test]
 fn the_deployment_gives_binary_basename_and_literal_env_only() {
     let f = &load_one("deployment", MINIMAL).unwrap()[0];
     assert_eq!(f.binary.as_deref(), Some("surge-a"));

@@ -5,6 +5,7 @@
 //! is one trace. Spans are exported over OTLP/gRPC only when an endpoint is configured.
 
 use std::collections::HashMap;
+use std::io::IsTerminal as _;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -94,6 +95,9 @@ impl Telemetry {
                 .with(
                     tracing_subscriber::fmt::layer()
                         .with_writer(std::io::stderr)
+                        // Colour for a person at a terminal only: redirected to a file or a
+                        // pipe, escape codes are noise.
+                        .with_ansi(std::io::stderr().is_terminal())
                         .with_filter(filter),
                 )
                 .try_init()?,

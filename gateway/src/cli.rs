@@ -48,6 +48,7 @@ pub enum Command {
 /// Parses the command line and runs the command; errors are reported on stderr.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let report = Report::for_command(&cli.command);
     let settings: GatewaySettings = match config::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -86,13 +87,47 @@ pub async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
     };
+    if let Err(e) = &result {
+        report.failure(e);
+    }
     telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "surge failed");
-            eprintln!("surge: {e:#}");
-            ExitCode::FAILURE
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Where a failed command's error goes: one place, never two (a log line and a plain line
+/// said it twice, the log line with colour codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// A service (`gateway`, `migrate`, `scaler`): its log is its output, JSON for a collector
+    /// in production, so the error is a log event.
+    Log,
+    /// A tool run by a person (`simulate`, `check`, `key`, `openapi`): one plain line on
+    /// stderr.
+    Stderr,
+}
+
+impl Report {
+    fn for_command(command: &Command) -> Self {
+        match command {
+            Command::Gateway | Command::Migrate | Command::Scaler(_) => Self::Log,
+            Command::Simulate(_) | Command::Check(_) | Command::Key(_) | Command::Openapi => {
+                Self::Stderr
+            }
+        }
+    }
+
+    /// The line a tool prints; `None` for a service, which logs instead.
+    fn plain_line(self, error: &anyhow::Error) -> Option<String> {
+        (self == Self::Stderr).then(|| format!("surge: {error:#}"))
+    }
+
+    fn failure(self, error: &anyhow::Error) {
+        match self.plain_line(error) {
+            Some(line) => eprintln!("{line}"),
+            None => tracing::error!(error = format!("{error:#}"), "surge failed"),
         }
     }
 }
@@ -136,4 +171,34 @@ async fn migrate(settings: &GatewaySettings) -> anyhow::Result<()> {
     tracing::info!(version, "schema up to date");
     pool.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 6: `surge check` on a file that is not YAML said the error twice, once as a log
+    /// line with colour codes, and the YAML cause twice in each.
+    #[test]
+    fn a_tools_failure_is_one_plain_line_naming_its_cause_once() {
+        let dir = std::env::temp_dir().join(format!("surge-cli-yaml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("broken.yaml"), "kind: [ScaledObject\n").unwrap();
+        let error = anyhow::Error::from(surge_autoscale::manifest::load_dir(&dir).unwrap_err());
+        let check = Cli::parse_from(["surge", "check", "--max-connections", "10"]).command;
+        let line = Report::for_command(&check).plain_line(&error).unwrap();
+        assert!(line.starts_with("surge: "), "{line}");
+        assert!(line.contains("broken.yaml: not valid YAML: "), "{line}");
+        assert!(!line.contains('\x1b'), "{line:?}");
+        assert_eq!(
+            line.matches(&error.root_cause().to_string()).count(),
+            1,
+            "{line}"
+        );
+        assert_eq!(
+            Report::for_command(&Command::Gateway).plain_line(&error),
+            None
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -1,13 +1,18 @@
 //! Lints the scaling manifests together with the configuration they run with: the Postgres
 //! connection budget at full scale, grace periods against job time limits, cooldowns against
-//! job length, trigger queues against the functions in the code, and trigger settings that
-//! make KEDA scale a busy function to zero or never wake an idle one.
+//! job length, trigger queues against the functions in the code, trigger settings that make
+//! KEDA scale a busy function to zero or never wake an idle one, and TriggerAuthentications
+//! that the triggers name but the manifests do not define.
 //!
 //! Judges values only; loading them is `manifest`'s job, and nothing here reads files.
 
+/// The trigger's way to the broker: its TriggerAuthentication or host.
+mod connection;
+/// Connection budget, env numbers, grace periods, cooldown.
 mod rules;
 #[cfg(test)]
 mod tests;
+/// Queue, protocol, value, activation, bounds, push trigger.
 mod triggers;
 
 use std::fmt::Write as _;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{CheckInput, Finding, Severity, triggers};
+use super::{CheckInput, Finding, Severity, connection, triggers};
 use crate::decision::show_secs;
 use crate::manifest::FunctionScaling;
 
@@ -66,6 +66,7 @@ pub(super) fn function(f: &FunctionScaling, known: &[String]) -> Vec<Finding> {
     out.extend(cooldown(f));
     out.extend(triggers::queue(f, known));
     out.extend(triggers::protocol(f));
+    out.extend(connection::authentication(f));
     out.extend(triggers::value(f));
     out.extend(triggers::activation(f));
     out.extend(triggers::replica_bounds(f));

@@ -342,3 +342,118 @@ fn the_keda_base_has_no_errors_with_a_thousand_connections() {
         .collect();
     assert!(errors.is_empty(), "{}", render(&findings));
 }
+
+/// Finding 6. KEDA activates only above activationValue (rabbitmq_scaler.go
+/// `GetMetricsAndActivity`) and scales an inactive function to zero after the cooldown
+/// (scale_scaledobjects.go `RequestScale`): above value, with no push trigger, jobs stay queued.
+#[test]
+fn an_activation_value_above_value_without_the_push_trigger_strands_jobs() {
+    let f = FunctionScaling {
+        activation_value: 50.0,
+        external_push: None,
+        ..clean()
+    };
+    let findings = check(&input(vec![f.clone()]));
+    let finding = &findings[0];
+    assert_eq!(finding.severity, Severity::Error);
+    assert!(
+        finding.message.starts_with(
+            "activationValue 50 is above value 20 and no external-push trigger wakes t: up to \
+             50 jobs stay in the queue with the function at zero"
+        ),
+        "{}",
+        finding.message
+    );
+    assert!(
+        finding
+            .message
+            .ends_with("the HPA would run 3 replicas for them")
+    );
+    // With the push trigger the gateway wakes it; at or below value it is a threshold.
+    assert!(only_warnings_or_none(FunctionScaling {
+        external_push: Some("gw:9090".to_owned()),
+        ..f.clone()
+    }));
+    assert!(only_warnings_or_none(FunctionScaling {
+        activation_value: 20.0,
+        ..f
+    }));
+}
+
+fn only_warnings_or_none(f: FunctionScaling) -> bool {
+    check(&input(vec![f]))
+        .iter()
+        .all(|f| f.severity == Severity::Warning)
+}
+
+/// Finding 6. rabbitmq_scaler.go `parseRabbitMQMetadata` needs `host` (metadata, the
+/// authentication's parameters or the environment): an authenticationRef naming nothing, or
+/// neither a reference nor a host, leaves KEDA without a scaler.
+#[test]
+fn an_authentication_ref_naming_nothing_is_an_error_that_suggests_the_near_name() {
+    let mut f = clean();
+    if let Some(reference) = &mut f.authentication {
+        reference.name = "surge-rabbitmg".to_owned();
+    }
+    let finding = only(f.clone());
+    assert_eq!(finding.severity, Severity::Error);
+    assert_eq!(
+        finding.message,
+        "authenticationRef names TriggerAuthentication \"surge-rabbitmg\", which the manifests \
+         do not define (they define surge-rabbitmq): KEDA cannot read the queue, the \
+         ScaledObject is not ready and t never scales"
+    );
+    assert!(
+        finding.fix.contains("(did you mean surge-rabbitmq?)"),
+        "{}",
+        finding.fix
+    );
+    // A ClusterTriggerAuthentication may be installed apart: a warning.
+    if let Some(reference) = &mut f.authentication {
+        reference.kind = "ClusterTriggerAuthentication".to_owned();
+        reference.defined.clear();
+    }
+    assert_eq!(only(f).severity, Severity::Warning);
+}
+
+#[test]
+fn a_rabbitmq_trigger_without_authentication_or_host_is_an_error() {
+    let missing = only(FunctionScaling {
+        authentication: None,
+        ..clean()
+    });
+    assert_eq!(missing.severity, Severity::Error);
+    assert!(
+        missing
+            .message
+            .starts_with("the rabbitmq trigger has no authenticationRef and no host"),
+        "{}",
+        missing.message
+    );
+    let with_host = FunctionScaling {
+        authentication: None,
+        host: Some(crate::manifest::BrokerHost::FromEnv(
+            "RABBIT_URL".to_owned(),
+        )),
+        ..clean()
+    };
+    assert!(check(&input(vec![with_host])).is_empty());
+}
+
+/// rabbitmq_scaler.go `rabbitMQMetadata.Validate`: `auto` takes the protocol from the host
+/// URL's scheme; when the host is in the metadata the check knows it too.
+#[test]
+fn protocol_auto_with_a_host_in_the_metadata_is_judged_by_its_scheme() {
+    let with_host = |url: &str| FunctionScaling {
+        protocol: Some("auto".to_owned()),
+        host: Some(crate::manifest::BrokerHost::Url(url.to_owned())),
+        ..clean()
+    };
+    let amqp = only(with_host("amqp://rabbit:5672/"));
+    assert_eq!(amqp.severity, Severity::Error);
+    assert!(
+        amqp.message
+            .starts_with("protocol auto with an amqp host counts only ready")
+    );
+    assert!(check(&input(vec![with_host("http://rabbit:15672/")])).is_empty());
+}

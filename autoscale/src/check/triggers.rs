@@ -1,11 +1,12 @@
 //! Checks of the ScaledObject's triggers and bounds: the queue against the functions in the
 //! code, what the rabbitmq trigger counts, its value and activation value, the replica
-//! bounds, and the external-push trigger and its metric.
+//! bounds, and the external-push trigger and its metric. How the trigger reaches the broker
+//! (its TriggerAuthentication) is `connection`'s.
 
 use super::rules::CONCURRENCY;
 use super::{Finding, Severity};
-use crate::decision::{GATEWAY_DEFAULT_TARGET, show_num, show_secs};
-use crate::manifest::FunctionScaling;
+use crate::decision::{GATEWAY_DEFAULT_TARGET, QueueProtocol, queue_protocol, show_num, show_secs};
+use crate::manifest::{BrokerHost, FunctionScaling};
 
 /// The queue and the push trigger's function against the functions in the code.
 pub(super) fn queue(f: &FunctionScaling, known: &[String]) -> Vec<Finding> {
@@ -62,12 +63,28 @@ pub(super) fn queue(f: &FunctionScaling, known: &[String]) -> Vec<Finding> {
 pub(super) fn protocol(f: &FunctionScaling) -> Option<Finding> {
     let ready_only = "counts only ready messages: a function whose jobs are all checked out \
                       looks idle and is scaled to zero mid-job (KEDA issues 356, 638, 2572, 5050)";
-    let (severity, message) = match f.protocol.as_deref() {
-        Some("http") if !f.exclude_unacknowledged => return None,
-        Some("http") => (
+    let excluded = || {
+        (
             Severity::Error,
             format!("excludeUnacknowledged \"true\" {ready_only}"),
-        ),
+        )
+    };
+    let (severity, message) = match f.protocol.as_deref() {
+        Some("http") if !f.exclude_unacknowledged => return None,
+        Some("http") => excluded(),
+        // `auto` with the host in the metadata: its scheme decides, as it does for KEDA.
+        None | Some("auto") if matches!(f.host, Some(BrokerHost::Url(_))) => {
+            match queue_protocol(f) {
+                QueueProtocol::Http {
+                    exclude_unacknowledged: false,
+                } => return None,
+                QueueProtocol::Http { .. } => excluded(),
+                QueueProtocol::Amqp => (
+                    Severity::Error,
+                    format!("protocol auto with an amqp host {ready_only}"),
+                ),
+            }
+        }
         None | Some("auto") => (
             Severity::Warning,
             format!(
@@ -107,10 +124,14 @@ pub(super) fn value(f: &FunctionScaling) -> Option<Finding> {
     ))
 }
 
-/// `activationValue` neither negative (always active) nor out of reach (never active).
+/// `activationValue` neither negative (always active), out of reach (never active), nor above
+/// `value` with nothing else to wake the function (jobs left in the queue at zero).
 pub(super) fn activation(f: &FunctionScaling) -> Option<Finding> {
     let (value, activation) = (f.target_value, f.activation_value);
     let ceiling = f64::from(f.max_replicas) * value * 10.0;
+    if f.external_push.is_none() && value > 0.0 && activation > value && activation < ceiling {
+        return Some(stranded(f));
+    }
     let problem = if activation < 0.0 {
         format!(
             "activationValue {} is negative: the trigger is always active and the function \
@@ -141,6 +162,35 @@ pub(super) fn activation(f: &FunctionScaling) -> Option<Finding> {
         show_num(value)
     );
     Some(Finding::new(severity, Some(f), problem, fix))
+}
+
+/// KEDA activates only above `activationValue` (and deactivates at or below it, then scales to
+/// zero after the cooldown) while the HPA would run `ceil(depth / value)` replicas: with the
+/// activation above `value` and no push trigger, up to `activationValue` jobs wait at zero.
+fn stranded(f: &FunctionScaling) -> Finding {
+    let (value, activation) = (f.target_value, f.activation_value);
+    let wanted = (activation / value).ceil();
+    Finding::new(
+        Severity::Error,
+        Some(f),
+        format!(
+            "activationValue {} is above value {} and no external-push trigger wakes {}: up \
+             to {} jobs stay in the queue with the function at zero (KEDA activates only above \
+             activationValue, and scales a running function to zero after the cooldown once \
+             that few are left), though the HPA would run {} replicas for them",
+            show_num(activation),
+            show_num(value),
+            f.function,
+            show_num(activation.floor()),
+            show_num(wanted)
+        ),
+        format!(
+            "lower activationValue on ScaledObject {} below value {} (\"0\": any job wakes it), \
+             or add the external-push trigger",
+            f.name,
+            show_num(value)
+        ),
+    )
 }
 
 /// `minReplicaCount <= maxReplicaCount`, and `idleReplicaCount` below the minimum.

@@ -1,48 +1,63 @@
-//! The replica decision KEDA 2.x and the HPA (autoscaling/v2) make for one ScaledObject, one
-//! observation at a time: activation from zero, the AverageValue metric with its tolerance,
-//! stabilization windows, scaling policies, and the cooldown before zero.
+//! The replica decisions KEDA 2.x and the HPA (autoscaling/v2) make for one ScaledObject, as
+//! the two loops they are: KEDA's scale loop every `pollingInterval` (activation from zero,
+//! the cooldown back to zero: [`Scaler::poll`]) and the HPA controller's sync every 15 s (the
+//! AverageValue metric with its tolerance, stabilization windows, the behavior's policies or,
+//! without a behavior, the older fixed limits: [`Scaler::sync`]). What the rabbitmq trigger
+//! counts (ready messages only over amqp) is decided here too.
 //!
 //! Pure and deterministic: time is the `now` of each observation (a `Duration` since any
-//! start), never a clock, and nothing here does I/O. The same `Scaler` serves the simulator,
-//! so what it predicts is what this code decides.
+//! start), never a clock, and nothing here does I/O. The same `Scaler` serves the simulator
+//! and the local scaler, so what they predict is what this code decides. Each rule names the
+//! upstream function it follows, so it can be checked against KEDA's and Kubernetes' source.
 
 mod hpa;
+mod keda;
+mod normalize;
 #[cfg(test)]
 mod tests;
+mod trigger;
 
 use std::time::Duration;
 
 use crate::manifest::FunctionScaling;
 
-use self::hpa::Hpa;
+use self::normalize::Normalizer;
+
+pub use self::trigger::{QueueProtocol, queue_protocol};
 
 /// Jobs per replica of the gateway's external-push metric when the trigger sets no
 /// `targetSize` (the gateway's `scaler.default_target`).
 pub const GATEWAY_DEFAULT_TARGET: f64 = 10.0;
 
-/// The HPA leaves the count alone while usage is within this fraction of the target.
-const TOLERANCE: f64 = 0.1;
+/// How often the HPA controller reconciles each HPA: kube-controller-manager's
+/// `--horizontal-pod-autoscaler-sync-period`, 15 s by default, whatever KEDA's
+/// `pollingInterval` (pkg/controller/podautoscaler/config/v1alpha1/defaults.go).
+pub const HPA_SYNC_PERIOD: Duration = Duration::from_secs(15);
 
 /// What the scaler sees at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
     /// Time since an arbitrary start; never decreases from one observation to the next.
     pub now: Duration,
-    /// Ready plus unacknowledged messages: jobs queued and jobs in flight.
-    pub queue_depth: f64,
+    /// Ready messages: jobs waiting in the queue.
+    pub ready: f64,
+    /// Unacknowledged messages: jobs a replica has taken and not finished.
+    pub in_flight: f64,
     /// Whether the gateway's external push scaler reports the function active.
     pub pushed_active: bool,
 }
 
-/// The replica count after an observation, and why.
+/// The replica count after a step of either loop, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// The count to run from now on.
     pub replicas: u32,
-    /// Whether it differs from the count before the observation.
+    /// Whether it differs from the count before the step.
     pub changed: bool,
+    /// Whether KEDA holds the ScaledObject active, as of its last poll.
+    pub active: bool,
     /// What decided it, e.g. `hpa: ceil(40/20)=2` or
-    /// `scale to zero: idle 60s >= cooldownPeriod 60s`.
+    /// `scale to zero: idle 90s > cooldownPeriod 60s`.
     pub reason: String,
 }
 
@@ -51,37 +66,56 @@ pub struct Decision {
 pub struct Scaler {
     activation_value: f64,
     target_value: f64,
+    /// Whether the rabbitmq trigger's count includes unacknowledged messages.
+    counts_in_flight: bool,
     /// The external-push metric's target, when that trigger is there.
     push_target: Option<f64>,
-    /// The least count the HPA keeps: `max(minReplicaCount, 1)`.
+    /// `minReplicaCount`, as KEDA reads it (0 allows scaling to zero).
+    min_replicas: u32,
+    /// The HPA's `minReplicas`: `max(minReplicaCount, 1)` (KEDA's `getHPAMinReplicas`).
     floor: u32,
     max: u32,
-    /// The count while inactive: `idleReplicaCount`, else `minReplicaCount`.
-    rest: u32,
+    idle_replicas: Option<u32>,
     cooldown: Duration,
     replicas: u32,
-    last_active: Option<Duration>,
-    hpa: Hpa,
+    /// KEDA's verdict at its last poll.
+    active: bool,
+    /// When KEDA last saw the ScaledObject active (its `status.lastActiveTime`). Starts at
+    /// t = 0: a function that runs at the start is taken to have been busy just before it.
+    last_active: Duration,
+    hpa: Normalizer,
 }
 
 impl Scaler {
-    /// A scaler for `spec`, starting at its resting count (0 unless min or idle say more).
+    /// A scaler for `spec`, starting at its resting count: `idleReplicaCount`, else
+    /// `minReplicaCount` (0 unless set).
     pub fn new(spec: &FunctionScaling) -> Self {
         let rest = spec.idle_replica_count.unwrap_or(spec.min_replicas);
+        Self::starting_at(spec, rest)
+    }
+
+    /// A scaler for `spec` with `replicas` already running at t = 0. When some run, the HPA
+    /// has already recommended that count (as Kubernetes records the current count when it
+    /// first sees an HPA, `recordInitialRecommendation`); from zero its history is empty.
+    pub fn starting_at(spec: &FunctionScaling, replicas: u32) -> Self {
+        let initial = (replicas > 0).then_some((Duration::ZERO, replicas));
         Self {
             activation_value: spec.activation_value,
             target_value: spec.target_value,
+            counts_in_flight: queue_protocol(spec).counts_in_flight(),
             push_target: spec
                 .external_push
                 .as_ref()
                 .map(|_| spec.external_push_target.unwrap_or(GATEWAY_DEFAULT_TARGET)),
+            min_replicas: spec.min_replicas,
             floor: spec.min_replicas.max(1),
             max: spec.max_replicas,
-            rest,
+            idle_replicas: spec.idle_replica_count,
             cooldown: spec.cooldown_period,
-            replicas: rest,
-            last_active: None,
-            hpa: Hpa::new(spec.scale_up.clone(), spec.scale_down.clone()),
+            replicas,
+            active: false,
+            last_active: Duration::ZERO,
+            hpa: Normalizer::new(spec.behavior.clone(), initial),
         }
     }
 
@@ -90,133 +124,26 @@ impl Scaler {
         self.replicas
     }
 
-    /// Takes one observation and returns the count to run.
-    pub fn observe(&mut self, obs: &Observation) -> Decision {
-        let active = obs.queue_depth > self.activation_value || obs.pushed_active;
-        if active {
-            self.last_active = Some(obs.now);
-        }
-        let before = self.replicas;
-        let (replicas, reason) = if before < self.floor {
-            self.wake_or_rest(obs, active)
-        } else if let Some(reason) = self.cooled_down(obs.now, active) {
-            (self.rest, reason)
+    /// The rabbitmq trigger's metric: ready messages, plus unacknowledged ones unless the
+    /// trigger counts ready messages only (amqp, or http with `excludeUnacknowledged`).
+    fn queue_metric(&self, obs: &Observation) -> f64 {
+        if self.counts_in_flight {
+            obs.ready + obs.in_flight
         } else {
-            self.scale(obs, active)
-        };
+            obs.ready
+        }
+    }
+
+    /// The step's result; `replicas` becomes the current count.
+    fn decide(&mut self, replicas: u32, reason: String) -> Decision {
+        let changed = replicas != self.replicas;
         self.replicas = replicas;
         Decision {
             replicas,
-            changed: replicas != before,
+            changed,
+            active: self.active,
             reason,
         }
-    }
-
-    /// KEDA's part at zero (or the idle count): activate, or stay.
-    fn wake_or_rest(&self, obs: &Observation, active: bool) -> (u32, String) {
-        let depth = format!(
-            "depth {} {} activationValue {}",
-            show_num(obs.queue_depth),
-            if active { ">" } else { "<=" },
-            show_num(self.activation_value)
-        );
-        if !active {
-            (self.replicas, format!("idle: {depth}"))
-        } else if obs.queue_depth > self.activation_value {
-            (self.floor, format!("activate: {depth}"))
-        } else {
-            (self.floor, "activate: the gateway pushed active".to_owned())
-        }
-    }
-
-    /// KEDA's scale to zero (or the idle count) once inactive for the whole cooldown.
-    fn cooled_down(&self, now: Duration, active: bool) -> Option<String> {
-        if active || self.rest >= self.floor {
-            return None;
-        }
-        let idle = self.idle_for(now);
-        (idle >= self.cooldown).then(|| {
-            let to = match self.rest {
-                0 => "zero".to_owned(),
-                n => format!("idleReplicaCount {n}"),
-            };
-            format!(
-                "scale to {to}: idle {} >= cooldownPeriod {}",
-                show_secs(idle),
-                show_secs(self.cooldown)
-            )
-        })
-    }
-
-    fn idle_for(&self, now: Duration) -> Duration {
-        // Never active: idle since the start.
-        now.saturating_sub(self.last_active.unwrap_or_default())
-    }
-
-    /// The HPA's part while replicas run.
-    fn scale(&mut self, obs: &Observation, active: bool) -> (u32, String) {
-        let (desired, mut reason) = self.metric_desired(obs);
-        let clamped = desired.min(self.max).max(self.floor);
-        if clamped > desired {
-            reason.push_str(&format!(", raised to max(minReplicaCount,1) {clamped}"));
-        } else if clamped < desired {
-            reason.push_str(&format!(", clamped to maxReplicaCount {clamped}"));
-        }
-        let (applied, limited) = self.hpa.normalize(obs.now, self.replicas, clamped);
-        if let Some(limited) = limited {
-            reason = limited;
-        }
-        if !active && self.rest < self.floor {
-            let idle = format!(
-                "cooldown: idle {} of {}",
-                show_secs(self.idle_for(obs.now)),
-                show_secs(self.cooldown)
-            );
-            reason = if applied == self.replicas && applied == self.floor {
-                format!("{idle}, keep {applied}")
-            } else {
-                format!("{reason}; {idle}")
-            };
-        }
-        (applied, reason)
-    }
-
-    /// The largest count any metric asks for (the HPA takes the maximum over metrics).
-    fn metric_desired(&self, obs: &Observation) -> (u32, String) {
-        let queue = self.one_metric(obs.queue_depth, self.target_value, "");
-        let Some(target) = self.push_target else {
-            return queue;
-        };
-        // The gateway reports at least 1 right after a publish its figures do not show yet.
-        let value = if obs.pushed_active {
-            obs.queue_depth.max(1.0)
-        } else {
-            obs.queue_depth
-        };
-        let push = self.one_metric(value, target, " (external-push metric)");
-        if push.0 > queue.0 { push } else { queue }
-    }
-
-    /// An AverageValue metric: `ceil(total / target)`, unless within the tolerance.
-    fn one_metric(&self, value: f64, target: f64, which: &str) -> (u32, String) {
-        let current = self.replicas;
-        let ratio = value / (target * f64::from(current));
-        if (ratio - 1.0).abs() <= TOLERANCE {
-            let reason = format!(
-                "tolerance: {}/{current}/{} = {ratio:.2} within 10%, keep {current}{which}",
-                show_num(value),
-                show_num(target)
-            );
-            return (current, reason);
-        }
-        // `as` saturates: a zero target asks for the maximum, NaN for the minimum.
-        let desired = (value / target).ceil() as u32;
-        let reason = format!(
-            "hpa: ceil({}/{})={desired}{which}",
-            show_num(value),
-            show_num(target)
-        );
-        (desired, reason)
     }
 }
 

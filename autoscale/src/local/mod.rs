@@ -2,9 +2,11 @@
 //! ScaledObjects in `keda/`, and for each function starts and stops processes with the same
 //! decision code the simulator uses: activation above `activationValue`, `ceil(depth/value)`
 //! clamped to min/max with the HPA's tolerance and stabilization, `cooldownPeriod` before zero,
-//! SIGTERM with the grace period. It polls every `pollingInterval` (queued + in-flight
-//! messages from the management API, as KEDA's `protocol: http` does) and is woken at once by
-//! the gateway's push scaler, as a client of the same gRPC API KEDA uses.
+//! SIGTERM with the grace period. Like KEDA it polls every `pollingInterval` (activation and
+//! the cooldown) and is woken at once by the gateway's push scaler, as a client of the same
+//! gRPC API KEDA uses; like the HPA it resizes every 15 s on a fresh read of the queue. Queued
+//! and in-flight messages come from the management API, and the ScaledObject's protocol
+//! decides which of them count.
 //!
 //! A development tool that honours the manifests, not a replacement for KEDA.
 
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::decision::{Observation, Scaler};
+use crate::decision::{HPA_SYNC_PERIOD, Observation, Scaler};
 use crate::depth::{Depth, ManagementApi};
 use crate::manifest::{self, FunctionScaling};
 
@@ -122,6 +124,16 @@ fn replica_env(spec: &FunctionScaling) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The queue's figures into `depth`; on failure the last figures stay.
+async fn read_depth(management: &ManagementApi, queue: &str, function: &str, depth: &mut Depth) {
+    match management.depth(queue).await {
+        Ok(d) => *depth = d,
+        Err(e) => {
+            tracing::warn!(%function, error = %e, "reading the queue depth failed; keeping the last figures")
+        }
+    }
+}
+
 async fn function_loop(
     spec: FunctionScaling,
     settings: LocalSettings,
@@ -161,16 +173,22 @@ async fn function_loop(
     let mut depth = Depth::default();
     let mut pushed = false;
     let mut poll = tokio::time::interval(spec.polling_interval);
+    let mut hpa = tokio::time::interval(HPA_SYNC_PERIOD);
     let mut reap = tokio::time::interval(Duration::from_millis(250));
     loop {
         let trigger = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = poll.tick() => {
-                match settings.management.depth(&queue).await {
-                    Ok(d) => depth = d,
-                    Err(e) => tracing::warn!(%function, error = %e, "reading the queue depth failed; keeping the last figures"),
-                }
+                read_depth(&settings.management, &queue, &function, &mut depth).await;
                 "poll"
+            }
+            _ = hpa.tick() => {
+                // KEDA's metrics server reads the queue afresh for the HPA, unless the
+                // trigger asks for the value of its last poll.
+                if !spec.use_cached_metrics {
+                    read_depth(&settings.management, &queue, &function, &mut depth).await;
+                }
+                "hpa"
             }
             Some(active) = pushes.recv() => {
                 pushed = active;
@@ -189,12 +207,17 @@ async fn function_loop(
                 continue;
             }
         };
-        let now = start.elapsed();
-        let decision = scaler.observe(&Observation {
-            now,
-            queue_depth: depth.total() as f64,
+        let observation = Observation {
+            now: start.elapsed(),
+            ready: depth.ready as f64,
+            in_flight: depth.unacked as f64,
             pushed_active: pushed,
-        });
+        };
+        let decision = if trigger == "hpa" {
+            scaler.sync(&observation)
+        } else {
+            scaler.poll(&observation)
+        };
         if let Err(e) = replicas.scale_to(decision.replicas) {
             tracing::error!(%function, error = %e, "starting a replica failed");
         }

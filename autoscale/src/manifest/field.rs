@@ -51,6 +51,11 @@ impl<'a> Field<'a> {
         self.value.filter(|v| !v.is_null())
     }
 
+    /// Whether the field is there and not null.
+    pub fn is_present(&self) -> bool {
+        self.present().is_some()
+    }
+
     /// The items of a sequence; none when absent.
     pub fn items(&self) -> Result<Vec<Field<'a>>, FieldError> {
         let Some(value) = self.present() else {

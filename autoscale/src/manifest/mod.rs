@@ -1,12 +1,19 @@
-//! The subset of KEDA ScaledObjects (`keda.sh/v1alpha1`) and their target Deployments that
-//! Surge uses, read from YAML files into [`FunctionScaling`](crate::manifest::FunctionScaling)
-//! values, with KEDA's and Kubernetes' defaults filled in. Reads files only: it neither renders kustomize nor talks to a cluster,
+//! The subset of KEDA ScaledObjects (`keda.sh/v1alpha1`), their target Deployments and the
+//! TriggerAuthentications they name that Surge uses, read from YAML files into
+//! [`FunctionScaling`](crate::manifest::FunctionScaling) values, with KEDA's and Kubernetes'
+//! defaults filled in. Reads files only: it neither renders kustomize nor talks to a cluster,
 //! and it does not judge the values (that is `check`'s job).
 
+/// The HPA `behavior` block: types, Kubernetes' defaults, reading.
+mod behavior;
+/// Walking YAML by field path, so errors name the field.
 mod field;
+/// One document into a ScaledObject, Deployment or authentication.
 mod parse;
 #[cfg(test)]
 mod tests;
+/// The rabbitmq and external-push triggers.
+mod triggers;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,6 +24,8 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use self::parse::{Document, Target};
+
+pub use self::behavior::{Behavior, HpaBehavior, Policy, PolicyKind, Select};
 
 /// One function's scaling, from its ScaledObject and the Deployment it scales.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,10 +61,18 @@ pub struct FunctionScaling {
     pub activation_value: f64,
     /// The rabbitmq trigger's `mode` (`QueueLength`, `MessageRate`).
     pub mode: Option<String>,
-    /// The rabbitmq trigger's `protocol` (`http`, `amqp`, `auto`).
+    /// The rabbitmq trigger's `protocol` (`http`, `amqp`, `auto`; KEDA's default: `auto`).
     pub protocol: Option<String>,
     /// The rabbitmq trigger's `excludeUnacknowledged` (KEDA's default: false).
     pub exclude_unacknowledged: bool,
+    /// The rabbitmq trigger's `useCachedMetrics` (default false): the HPA is served the value
+    /// of KEDA's last poll instead of a fresh read of the queue.
+    pub use_cached_metrics: bool,
+    /// The broker's address as the rabbitmq trigger's metadata gives it; `None` when it comes
+    /// from a TriggerAuthentication only.
+    pub host: Option<BrokerHost>,
+    /// The rabbitmq trigger's `authenticationRef`.
+    pub authentication: Option<AuthenticationRef>,
     /// The `external-push` trigger's `scalerAddress`, when there is one.
     pub external_push: Option<String>,
     /// The `external-push` trigger's `targetSize`: jobs per replica of the gateway's metric
@@ -63,10 +80,37 @@ pub struct FunctionScaling {
     pub external_push_target: Option<f64>,
     /// The ScaledObject's annotation `surge.dev/typical-job-seconds`.
     pub typical_job: Option<Duration>,
-    /// `spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp`, with HPA defaults.
-    pub scale_up: Behavior,
-    /// `spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown`, with HPA defaults.
-    pub scale_down: Behavior,
+    /// `spec.advanced.horizontalPodAutoscalerConfig.behavior`, completed with Kubernetes'
+    /// defaults; `None` when absent, and then the HPA takes its older path (no policies: at
+    /// most max(2 × current, 4) per sync, a 300 s scale-down window).
+    pub behavior: Option<HpaBehavior>,
+}
+
+/// Where the rabbitmq trigger's metadata says the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerHost {
+    /// `host`: a URL, whose scheme picks the protocol when `protocol` is `auto`.
+    Url(String),
+    /// `hostFromEnv`: the name of a variable of the scaled container.
+    FromEnv(String),
+}
+
+/// A trigger's `authenticationRef`, resolved against the files loaded with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticationRef {
+    /// `TriggerAuthentication` (KEDA's default) or `ClusterTriggerAuthentication`.
+    pub kind: String,
+    /// The object it names.
+    pub name: String,
+    /// The names of the objects of that kind the files loaded with the ScaledObject define.
+    pub defined: Vec<String>,
+}
+
+impl AuthenticationRef {
+    /// Whether the files define the object it names.
+    pub fn resolves(&self) -> bool {
+        self.defined.contains(&self.name)
+    }
 }
 
 /// The runtime's defaults for the settings a Deployment may leave out
@@ -102,85 +146,10 @@ impl FunctionScaling {
     }
 }
 
-/// One direction of the HPA's scaling behaviour.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Behavior {
-    /// Recommendations this far back are taken into account (max for down, min for up).
-    pub stabilization_window: Duration,
-    /// Limits on the change per period.
-    pub policies: Vec<Policy>,
-    /// Which policy applies when several do.
-    pub select: Select,
-}
-
-/// A limit on how much the replica count may change within a period.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Policy {
-    /// Whether `value` counts pods or percent of the count at the period's start.
-    pub kind: PolicyKind,
-    /// Pods or percent.
-    pub value: u32,
-    /// The period the limit applies to.
-    pub period: Duration,
-}
-
-/// The unit of a [`Policy`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyKind {
-    /// A number of pods.
-    Pods,
-    /// A percentage of the replicas at the start of the period.
-    Percent,
-}
-
-/// `selectPolicy`: which of several policies wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Select {
-    /// The policy allowing the largest change.
-    Max,
-    /// The policy allowing the smallest change.
-    Min,
-    /// No scaling in this direction.
-    Disabled,
-}
-
-impl Behavior {
-    /// Kubernetes' default scale-up: no window; +100 % or +4 pods per 15 s, whichever is more.
-    pub fn default_scale_up() -> Self {
-        Self {
-            stabilization_window: Duration::ZERO,
-            policies: vec![
-                Policy::new(PolicyKind::Percent, 100, 15),
-                Policy::new(PolicyKind::Pods, 4, 15),
-            ],
-            select: Select::Max,
-        }
-    }
-
-    /// Kubernetes' default scale-down: a 300 s window, then down to the recommendation at once.
-    pub fn default_scale_down() -> Self {
-        Self {
-            stabilization_window: Duration::from_secs(300),
-            policies: vec![Policy::new(PolicyKind::Percent, 100, 15)],
-            select: Select::Max,
-        }
-    }
-}
-
-impl Policy {
-    /// A policy of `value` pods or percent per `period_secs`.
-    pub fn new(kind: PolicyKind, value: u32, period_secs: u64) -> Self {
-        Self {
-            kind,
-            value,
-            period: Duration::from_secs(period_secs),
-        }
-    }
-}
-
 #[cfg(test)]
 impl FunctionScaling {
-    /// Function `t` on `fn.t` (value 20, cooldown 60 s, 0..10 replicas, HPA defaults), for tests.
+    /// Function `t` on `fn.t` (value 20, cooldown 60 s, 0..10 replicas, http, a behavior block
+    /// at Kubernetes' defaults, a TriggerAuthentication that resolves), for tests.
     pub(crate) fn example() -> Self {
         Self {
             name: "surge-t".to_owned(),
@@ -200,11 +169,17 @@ impl FunctionScaling {
             mode: Some("QueueLength".to_owned()),
             protocol: Some("http".to_owned()),
             exclude_unacknowledged: false,
+            use_cached_metrics: false,
+            host: None,
+            authentication: Some(AuthenticationRef {
+                kind: "TriggerAuthentication".to_owned(),
+                name: "surge-rabbitmq".to_owned(),
+                defined: vec!["surge-rabbitmq".to_owned()],
+            }),
             external_push: None,
             external_push_target: None,
             typical_job: None,
-            scale_up: Behavior::default_scale_up(),
-            scale_down: Behavior::default_scale_down(),
+            behavior: Some(HpaBehavior::default()),
         }
     }
 }
@@ -213,15 +188,16 @@ impl FunctionScaling {
 /// object and field.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The file or directory could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    /// The file or directory could not be read. (The cause is the source, not repeated in the
+    /// message: `{:#}` would print it twice.)
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The file is not YAML.
-    #[error("{}: not valid YAML: {source}", path.display())]
+    #[error("{}: not valid YAML", path.display())]
     Yaml {
         path: PathBuf,
         #[source]
@@ -275,6 +251,7 @@ fn is_manifest(path: &Path) -> bool {
 fn load(files: &[PathBuf]) -> Result<Vec<FunctionScaling>, ManifestError> {
     let mut objects = Vec::new();
     let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    let mut authentications = Vec::new();
     for path in files {
         for doc in read_documents(path)? {
             match parse::document(path, &doc)? {
@@ -282,13 +259,14 @@ fn load(files: &[PathBuf]) -> Result<Vec<FunctionScaling>, ManifestError> {
                 Some(Document::Deployment(name, target)) => {
                     targets.insert(name, target);
                 }
+                Some(Document::Authentication(kind, name)) => authentications.push((kind, name)),
                 None => {}
             }
         }
     }
     let mut out = objects
         .into_iter()
-        .map(|(path, object)| object.join(&path, &targets))
+        .map(|(path, object)| object.join(&path, &targets, &authentications))
         .collect::<Result<Vec<_>, _>>()?;
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)

@@ -1,6 +1,6 @@
 //! One YAML document into a ScaledObject (as a `FunctionScaling` without its Deployment's
-//! part) or a Deployment's [`Target`]; everything else is skipped. Defaults are KEDA's and
-//! Kubernetes'; values are read, not judged.
+//! part), a Deployment's [`Target`], or the name of a (Cluster)TriggerAuthentication;
+//! everything else is skipped. Defaults are KEDA's and Kubernetes'; values are read, not judged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::field::{Field, FieldError};
-use super::{Behavior, FunctionScaling, ManifestError, Policy, PolicyKind, Select};
+use super::triggers::{self, Triggers};
+use super::{FunctionScaling, ManifestError, behavior};
 
 const TYPICAL_JOB_ANNOTATION: &str = "surge.dev/typical-job-seconds";
 
@@ -19,6 +20,8 @@ pub(super) enum Document {
     ScaledObject(Box<FunctionScaling>),
     /// A Deployment, by name.
     Deployment(String, Target),
+    /// A `TriggerAuthentication` or `ClusterTriggerAuthentication`: (kind, name).
+    Authentication(&'static str, String),
 }
 
 /// What a ScaledObject takes from the Deployment it scales.
@@ -52,7 +55,28 @@ pub(super) fn document(path: &Path, doc: &Value) -> Result<Option<Document>, Man
                 target(&root).map_err(at)?,
             )))
         }
+        Some(kind @ ("TriggerAuthentication" | "ClusterTriggerAuthentication"))
+            if api.starts_with("keda.sh/") =>
+        {
+            let kind = auth_kind(kind);
+            let at = located(path, kind, name);
+            let name = root
+                .get("metadata")
+                .get("name")
+                .required_str()
+                .map_err(at)?;
+            Ok(Some(Document::Authentication(kind, name.to_owned())))
+        }
         _ => Ok(None),
+    }
+}
+
+/// The kind as a `'static` name, for errors and for matching references.
+fn auth_kind(kind: &str) -> &'static str {
+    if kind == "TriggerAuthentication" {
+        "TriggerAuthentication"
+    } else {
+        "ClusterTriggerAuthentication"
     }
 }
 
@@ -73,12 +97,21 @@ fn located(
 }
 
 impl FunctionScaling {
-    /// Fills in the Deployment's part from `targets`.
+    /// Fills in the Deployment's part from `targets`, and which authentications of the kind
+    /// the trigger refers to the same files define (`authentications`: (kind, name)).
     pub(super) fn join(
         mut self,
         path: &Path,
         targets: &BTreeMap<String, Target>,
+        authentications: &[(&'static str, String)],
     ) -> Result<Self, ManifestError> {
+        if let Some(reference) = &mut self.authentication {
+            reference.defined = authentications
+                .iter()
+                .filter(|(kind, _)| *kind == reference.kind)
+                .map(|(_, name)| name.clone())
+                .collect();
+        }
         let Some(target) = targets.get(&self.deployment) else {
             return Err(ManifestError::Field {
                 path: path.to_owned(),
@@ -115,14 +148,14 @@ fn scaled_object(root: &Field) -> Result<FunctionScaling, FieldError> {
     let queue = meta.get("queueName");
     let queue_name = queue.required_str()?.to_owned();
     let push_meta = triggers.push.as_ref().map(|p| p.get("metadata"));
-    let (external_push, external_push_target) = push_fields(push_meta.as_ref())?;
+    let (external_push, external_push_target) = triggers::push_fields(push_meta.as_ref())?;
     let behavior = spec
         .get("advanced")
         .get("horizontalPodAutoscalerConfig")
         .get("behavior");
     Ok(FunctionScaling {
         name: metadata.get("name").required_str()?.to_owned(),
-        function: function_of(push_meta.as_ref(), &queue)?,
+        function: triggers::function_of(push_meta.as_ref(), &queue)?,
         queue_name,
         deployment: target_ref.get("name").required_str()?.to_owned(),
         binary: None,
@@ -137,116 +170,14 @@ fn scaled_object(root: &Field) -> Result<FunctionScaling, FieldError> {
         activation_value: meta.get("activationValue").number()?.unwrap_or(0.0),
         mode: meta.get("mode").text()?,
         protocol: meta.get("protocol").text()?,
-        exclude_unacknowledged: flag(&meta.get("excludeUnacknowledged"))?,
+        exclude_unacknowledged: triggers::flag(&meta.get("excludeUnacknowledged"))?,
+        use_cached_metrics: triggers::flag(&rabbit.get("useCachedMetrics"))?,
+        host: triggers::host(&meta)?,
+        authentication: triggers::authentication(&rabbit)?,
         external_push,
         external_push_target,
         typical_job: typical_job(&metadata.get("annotations").get(TYPICAL_JOB_ANNOTATION))?,
-        scale_up: behavior_of(&behavior.get("scaleUp"), Behavior::default_scale_up())?,
-        scale_down: behavior_of(&behavior.get("scaleDown"), Behavior::default_scale_down())?,
-    })
-}
-
-/// The push trigger's `function`, else the queue's name after `fn.`.
-fn function_of(push_meta: Option<&Field>, queue: &Field) -> Result<String, FieldError> {
-    if let Some(function) = push_meta
-        .map(|m| m.get("function").str())
-        .transpose()?
-        .flatten()
-    {
-        return Ok(function.to_owned());
-    }
-    queue
-        .required_str()?
-        .rsplit_once("fn.")
-        .map(|(_, f)| f.to_owned())
-        .ok_or_else(|| {
-            queue.error(
-                "cannot tell the function: expected fn.<name>, or an external-push trigger \
-                 with metadata function",
-            )
-        })
-}
-
-/// The push trigger's `scalerAddress` and `targetSize`.
-fn push_fields(push_meta: Option<&Field>) -> Result<(Option<String>, Option<f64>), FieldError> {
-    let Some(meta) = push_meta else {
-        return Ok((None, None));
-    };
-    let address = meta.get("scalerAddress").required_str()?.to_owned();
-    Ok((Some(address), meta.get("targetSize").number()?))
-}
-
-/// The triggers Surge uses: one rabbitmq, at most one external-push; others are ignored.
-struct Triggers<'a> {
-    rabbit: Option<Field<'a>>,
-    push: Option<Field<'a>>,
-}
-
-impl<'a> Triggers<'a> {
-    fn read(list: &Field<'a>) -> Result<Self, FieldError> {
-        let mut out = Self {
-            rabbit: None,
-            push: None,
-        };
-        for trigger in list.items()? {
-            let slot = match trigger.get("type").required_str()? {
-                "rabbitmq" => &mut out.rabbit,
-                "external-push" => &mut out.push,
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(trigger
-                    .get("type")
-                    .error("a second trigger of this type: Surge expects one per ScaledObject"));
-            }
-            *slot = Some(trigger);
-        }
-        Ok(out)
-    }
-}
-
-fn behavior_of(field: &Field, default: Behavior) -> Result<Behavior, FieldError> {
-    let items = field.get("policies").items()?;
-    let policies = if items.is_empty() {
-        default.policies
-    } else {
-        items.iter().map(policy).collect::<Result<_, _>>()?
-    };
-    let select_field = field.get("selectPolicy");
-    let select = match select_field.str()? {
-        None => default.select,
-        Some("Max") => Select::Max,
-        Some("Min") => Select::Min,
-        Some("Disabled") => Select::Disabled,
-        Some(other) => {
-            return Err(select_field.error(format!("{other:?}: expected Max, Min or Disabled")));
-        }
-    };
-    Ok(Behavior {
-        stabilization_window: field
-            .get("stabilizationWindowSeconds")
-            .u32()?
-            .map_or(default.stabilization_window, secs),
-        policies,
-        select,
-    })
-}
-
-fn policy(field: &Field) -> Result<Policy, FieldError> {
-    let kind_field = field.get("type");
-    let kind = match kind_field.required_str()? {
-        "Pods" => PolicyKind::Pods,
-        "Percent" => PolicyKind::Percent,
-        other => return Err(kind_field.error(format!("{other:?}: expected Pods or Percent"))),
-    };
-    let required = |name: &str| {
-        let f = field.get(name);
-        f.u32()?.ok_or_else(|| f.error("missing"))
-    };
-    Ok(Policy {
-        kind,
-        value: required("value")?,
-        period: secs(required("periodSeconds")?),
+        behavior: behavior::read(&behavior)?,
     })
 }
 
@@ -283,14 +214,6 @@ fn typical_job(field: &Field) -> Result<Option<Duration>, FieldError> {
         Some(s) => Duration::try_from_secs_f64(s)
             .map(Some)
             .map_err(|_| field.error(format!("{s}: expected a non-negative number of seconds"))),
-    }
-}
-
-fn flag(field: &Field) -> Result<bool, FieldError> {
-    match field.text()?.as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(field.error(format!("{other:?}: expected \"true\" or \"false\""))),
     }
 }
 

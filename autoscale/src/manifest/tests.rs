@@ -69,18 +69,25 @@ fn the_keda_base_yields_every_function_with_its_settings() {
     assert_eq!(echo.protocol.as_deref(), Some("http"));
     assert_eq!(echo.mode.as_deref(), Some("QueueLength"));
     assert!(echo.external_push.is_some());
-    assert_eq!(echo.scale_up, Behavior::default_scale_up());
+    let behavior = echo.behavior.as_ref().unwrap();
+    assert_eq!(behavior.scale_up, Behavior::default_scale_up());
     assert_eq!(
-        echo.scale_down.stabilization_window,
+        behavior.scale_down.stabilization_window,
         Duration::from_secs(60)
     );
     assert_eq!(
-        echo.scale_down.policies,
+        behavior.scale_down.policies,
         [Policy::new(PolicyKind::Percent, 50, 30)]
     );
+    let auth = echo.authentication.as_ref().unwrap();
+    assert_eq!(
+        (auth.kind.as_str(), auth.name.as_str()),
+        ("TriggerAuthentication", "surge-rabbitmq")
+    );
+    assert!(auth.resolves(), "{auth:?}");
     let sleep = &all[2];
     assert_eq!(
-        sleep.scale_down.policies,
+        sleep.behavior.as_ref().unwrap().scale_down.policies,
         [Policy::new(PolicyKind::Pods, 1, 60)]
     );
 }
@@ -97,8 +104,73 @@ fn absent_fields_take_the_keda_and_hpa_defaults() {
     assert_eq!(f.termination_grace, Duration::from_secs(30));
     assert_eq!(f.external_push, None);
     assert_eq!(f.typical_job, None);
-    assert_eq!(f.scale_up, Behavior::default_scale_up());
-    assert_eq!(f.scale_down, Behavior::default_scale_down());
+    // No behavior block: KEDA creates the HPA without one (not with the defaults).
+    assert_eq!(f.behavior, None);
+    assert_eq!(
+        (f.protocol.as_deref(), f.exclude_unacknowledged),
+        (None, false)
+    );
+    assert!(!f.use_cached_metrics);
+    assert_eq!((&f.host, &f.authentication), (&None, &None));
+}
+
+#[test]
+fn an_empty_behavior_block_is_a_behavior_at_the_kubernetes_defaults() {
+    let so = MINIMAL.to_owned()
+        + "
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior: {}
+";
+    let f = &load_one("empty-behavior", &so).unwrap()[0];
+    assert_eq!(f.behavior, Some(HpaBehavior::default()));
+}
+
+#[test]
+fn the_trigger_connection_cache_and_authentication_are_read_and_resolved() {
+    let so = MINIMAL.replace(
+        "      metadata: {queueName: fn.a}",
+        "      useCachedMetrics: true
+      metadata: {queueName: fn.a, host: \"amqp://rabbit:5672/\", protocol: auto}
+      authenticationRef: {name: rabbit-auth}",
+    );
+    let auth = "
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata: {name: rabbit-auth}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ClusterTriggerAuthentication
+metadata: {name: cluster-auth}
+";
+    let text = format!("{DEPLOYMENT}---\n{so}---\n{auth}");
+    let f = &load_dir(&scratch("auth", &[("a.yaml", &text)])).unwrap()[0];
+    assert!(f.use_cached_metrics);
+    assert_eq!(
+        f.host,
+        Some(BrokerHost::Url("amqp://rabbit:5672/".to_owned()))
+    );
+    let reference = f.authentication.as_ref().unwrap();
+    assert_eq!(reference.kind, "TriggerAuthentication");
+    assert_eq!(reference.defined, ["rabbit-auth"]);
+    assert!(reference.resolves());
+    // A misspelled name, or the other kind, does not resolve.
+    let wrong = text.replace(
+        "metadata: {name: rabbit-auth}",
+        "metadata: {name: rabbit-atuh}",
+    );
+    let f = &load_dir(&scratch("auth-wrong", &[("a.yaml", &wrong)])).unwrap()[0];
+    assert!(!f.authentication.as_ref().unwrap().resolves());
+}
+
+#[test]
+fn a_yaml_error_names_its_cause_once() {
+    let dir = scratch("bad-yaml", &[("a.yaml", "kind: [ScaledObject\n")]);
+    let err = anyhow::Error::from(load_dir(&dir).unwrap_err());
+    let text = format!("{err:#}");
+    assert!(text.contains("a.yaml: not valid YAML: "), "{text}");
+    let cause = err.root_cause().to_string();
+    assert_eq!(text.matches(&cause).count(), 1, "{text}");
 }
 
 #[test]
@@ -134,11 +206,18 @@ fn a_partial_behavior_keeps_the_defaults_it_does_not_override() {
         scaleDown: {stabilizationWindowSeconds: 10}
 ";
     let f = &load_one("partial", &so).unwrap()[0];
-    assert_eq!(f.scale_up.select, Select::Disabled);
-    assert_eq!(f.scale_up.policies, Behavior::default_scale_up().policies);
-    assert_eq!(f.scale_down.stabilization_window, Duration::from_secs(10));
+    let behavior = f.behavior.as_ref().unwrap();
+    assert_eq!(behavior.scale_up.select, Select::Disabled);
     assert_eq!(
-        f.scale_down.policies,
+        behavior.scale_up.policies,
+        Behavior::default_scale_up().policies
+    );
+    assert_eq!(
+        behavior.scale_down.stabilization_window,
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        behavior.scale_down.policies,
         Behavior::default_scale_down().policies
     );
 }

@@ -1,36 +1,30 @@
-//! The step loop: 100 ms ticks of arrivals, completions, drains, scaler observations and
-//! dispatch, in that order every tick. Integer ticks keep it exact and repeatable.
+//! The step loop: 100 ms ticks of arrivals, completions, drains, KEDA's poll (every
+//! `pollingInterval`, or at once on a push while at zero), the HPA's sync (every 15 s),
+//! dispatch and accounting, in that order every tick. Integer ticks keep it exact and
+//! repeatable.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::{Report, Sample, Scenario, Variant, Waits};
-use crate::decision::{Observation, Scaler};
+use super::pods::Fleet;
+use super::{Report, Sample, Scenario, StartError, Variant, Wait, Waits};
+use crate::decision::{HPA_SYNC_PERIOD, Observation, Scaler};
 
 const TICKS_PER_SECOND: u64 = 10;
-
-/// A replica: taking work once `ready_at`, draining once `drain_until` is set.
-#[derive(Debug)]
-struct Pod {
-    ready_at: u64,
-    /// Jobs it runs: (finish tick, job index).
-    running: Vec<(u64, usize)>,
-    /// The tick its drain ends, jobs finished or not (SIGTERM grace).
-    drain_until: Option<u64>,
-}
 
 pub(super) struct Engine<'a> {
     scenario: &'a Scenario,
     scaler: Scaler,
     push: bool,
-    concurrency: usize,
-    start_ticks: u64,
-    drain_ticks: u64,
+    /// The trigger's `useCachedMetrics`: the HPA sees KEDA's last poll, not a fresh read.
+    cached_metrics: bool,
+    last_poll: Option<Observation>,
     poll_ticks: u64,
     next_poll: u64,
+    hpa_ticks: u64,
     next_arrival: usize,
     queue: VecDeque<usize>,
-    pods: Vec<Pod>,
+    fleet: Fleet,
     started: Vec<bool>,
     waits: Vec<f64>,
     done: u64,
@@ -42,7 +36,7 @@ pub(super) struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(variant: &Variant, scenario: &'a Scenario) -> Self {
+    pub fn new(variant: &Variant, scenario: &'a Scenario) -> Result<Self, StartError> {
         let mut spec = variant.scaling.clone();
         // Push on means the gateway's trigger is there, with its metric; off means neither.
         spec.external_push = match (variant.push, spec.external_push) {
@@ -50,21 +44,48 @@ impl<'a> Engine<'a> {
             (true, None) => Some("simulated".to_owned()),
             (true, some) => some,
         };
+        let resting = spec.idle_replica_count.unwrap_or(spec.min_replicas);
+        let replicas = scenario.start.replicas.unwrap_or(resting);
         // The runtime gives up on in-flight jobs after its own grace, Kubernetes after its.
         let runtime_grace = Duration::from_millis(spec.grace_ms());
-        Self {
+        let concurrency = variant.concurrency.max(1);
+        let mut fleet = Fleet::new(
+            replicas,
+            usize::try_from(concurrency).unwrap_or(1),
+            ticks(variant.start_delay),
+            ticks(spec.termination_grace.min(runtime_grace)),
+        );
+        let in_flight = usize::try_from(scenario.start.in_flight).unwrap_or(usize::MAX);
+        let running = scenario
+            .jobs
+            .iter()
+            .take(in_flight)
+            .enumerate()
+            .map(|(index, job)| (index, service_ticks(job.service)));
+        if !fleet.preload(running) {
+            return Err(StartError::InFlightOverCapacity {
+                variant: variant.name.clone(),
+                in_flight: scenario.start.in_flight,
+                replicas,
+                concurrency,
+                capacity: u64::from(replicas) * u64::from(concurrency),
+            });
+        }
+        let mut started = vec![false; scenario.jobs.len()];
+        started.iter_mut().take(in_flight).for_each(|s| *s = true);
+        Ok(Self {
             scenario,
-            scaler: Scaler::new(&spec),
+            scaler: Scaler::starting_at(&spec, replicas),
             push: variant.push,
-            concurrency: usize::try_from(variant.concurrency.max(1)).unwrap_or(1),
-            start_ticks: ticks(variant.start_delay),
-            drain_ticks: ticks(spec.termination_grace.min(runtime_grace)),
+            cached_metrics: spec.use_cached_metrics,
+            last_poll: None,
             poll_ticks: ticks(spec.polling_interval).max(1),
             next_poll: 0,
-            next_arrival: 0,
+            hpa_ticks: ticks(HPA_SYNC_PERIOD),
+            next_arrival: in_flight.min(scenario.jobs.len()),
             queue: VecDeque::new(),
-            pods: Vec::new(),
-            started: vec![false; scenario.jobs.len()],
+            fleet,
+            started,
             waits: Vec::new(),
             done: 0,
             requeued: 0,
@@ -72,26 +93,29 @@ impl<'a> Engine<'a> {
             max_pods: 0,
             series: Vec::new(),
             name: variant.name.clone(),
-        }
+        })
     }
 
     pub fn run(mut self) -> Report {
         let end = ticks(self.scenario.duration);
         for tick in 0..=end {
             let arrived = self.arrive(tick);
-            self.complete(tick);
-            self.reap(tick);
+            self.done += self.fleet.complete(tick);
+            self.requeued += self.fleet.reap(tick, &mut self.queue);
             if tick >= self.next_poll {
-                self.observe(tick);
+                self.poll(tick);
                 self.next_poll += self.poll_ticks;
             } else if arrived && self.push && self.scaler.replicas() == 0 {
                 // The gateway's stream says "active" at once; KEDA scales without waiting.
-                self.observe(tick);
+                self.poll(tick);
+            }
+            if tick.is_multiple_of(self.hpa_ticks) {
+                self.sync(tick);
             }
             self.dispatch(tick);
             self.account(tick);
         }
-        self.report()
+        self.report(end)
     }
 
     fn arrive(&mut self, tick: u64) -> bool {
@@ -107,98 +131,52 @@ impl<'a> Engine<'a> {
         self.next_arrival > before
     }
 
-    fn complete(&mut self, tick: u64) {
-        for pod in &mut self.pods {
-            let before = pod.running.len();
-            pod.running.retain(|&(finish, _)| finish > tick);
-            self.done += (before - pod.running.len()) as u64;
-        }
-    }
-
-    /// Drained replicas go; those out of grace hand their jobs back first.
-    fn reap(&mut self, tick: u64) {
-        let mut kept = Vec::with_capacity(self.pods.len());
-        for pod in std::mem::take(&mut self.pods) {
-            match pod.drain_until {
-                Some(_) if pod.running.is_empty() => {}
-                Some(until) if tick >= until => {
-                    for &(_, job) in pod.running.iter().rev() {
-                        self.queue.push_front(job);
-                        self.requeued += 1;
-                    }
-                }
-                _ => kept.push(pod),
-            }
-        }
-        self.pods = kept;
-    }
-
-    fn in_flight(&self) -> usize {
-        self.pods.iter().map(|p| p.running.len()).sum()
-    }
-
-    fn observe(&mut self, tick: u64) {
-        let depth = self.queue.len() + self.in_flight();
-        let decision = self.scaler.observe(&Observation {
+    /// What the triggers read now: queued and running jobs, and the gateway's activity.
+    fn observation(&self, tick: u64) -> Observation {
+        let (ready, in_flight) = (self.queue.len(), self.fleet.in_flight());
+        Observation {
             now: Duration::from_millis(tick * 1000 / TICKS_PER_SECOND),
-            queue_depth: depth as f64,
-            pushed_active: self.push && depth > 0,
-        });
-        self.reconcile(tick, decision.replicas as usize);
+            ready: ready as f64,
+            in_flight: in_flight as f64,
+            pushed_active: self.push && ready + in_flight > 0,
+        }
     }
 
-    /// Starts or drains replicas to reach `target` that are not draining.
-    fn reconcile(&mut self, tick: u64, target: usize) {
-        let mut live: Vec<usize> = (0..self.pods.len())
-            .filter(|&i| self.pods[i].drain_until.is_none())
-            .collect();
-        for _ in live.len()..target {
-            self.pods.push(Pod {
-                ready_at: tick.saturating_add(self.start_ticks),
-                running: Vec::new(),
-                drain_until: None,
-            });
-        }
-        if live.len() <= target {
-            return;
-        }
-        // Like a ReplicaSet: not-ready replicas first, then the least busy, then the newest.
-        live.sort_by_key(|&i| {
-            let pod = &self.pods[i];
-            (
-                pod.ready_at <= tick,
-                pod.running.len(),
-                std::cmp::Reverse(i),
-            )
-        });
-        for &i in &live[..live.len() - target] {
-            self.pods[i].drain_until = Some(tick.saturating_add(self.drain_ticks));
-        }
+    fn poll(&mut self, tick: u64) {
+        let observation = self.observation(tick);
+        self.last_poll = Some(observation);
+        let decision = self.scaler.poll(&observation);
+        self.fleet.reconcile(tick, decision.replicas as usize);
+    }
+
+    fn sync(&mut self, tick: u64) {
+        let fresh = self.observation(tick);
+        let observation = match self.last_poll {
+            Some(cached) if self.cached_metrics => Observation {
+                now: fresh.now,
+                ..cached
+            },
+            _ => fresh,
+        };
+        let decision = self.scaler.sync(&observation);
+        self.fleet.reconcile(tick, decision.replicas as usize);
     }
 
     fn dispatch(&mut self, tick: u64) {
         let now = seconds(tick);
-        for pod in &mut self.pods {
-            if pod.ready_at > tick || pod.drain_until.is_some() {
-                continue;
+        let (jobs, started, waits) = (&self.scenario.jobs, &mut self.started, &mut self.waits);
+        self.fleet.dispatch(tick, &mut self.queue, |index| {
+            let job = jobs[index];
+            if !started[index] {
+                started[index] = true;
+                waits.push(now - job.arrival);
             }
-            while pod.running.len() < self.concurrency {
-                let Some(index) = self.queue.pop_front() else {
-                    return;
-                };
-                let job = self.scenario.jobs[index];
-                if !self.started[index] {
-                    self.started[index] = true;
-                    self.waits.push(now - job.arrival);
-                }
-                let service = ((job.service * TICKS_PER_SECOND as f64).ceil() as u64).max(1);
-                pod.running.push((tick + service, index));
-            }
-        }
+            service_ticks(job.service)
+        });
     }
 
     fn account(&mut self, tick: u64) {
-        let pods = u32::try_from(self.pods.len()).unwrap_or(u32::MAX);
+        let pods = u32::try_from(self.fleet.len()).unwrap_or(u32::MAX);
         self.pod_ticks += u64::from(pods);
         self.max_pods = self.max_pods.max(pods);
         if tick.is_multiple_of(TICKS_PER_SECOND) {
@@ -206,20 +184,28 @@ impl<'a> Engine<'a> {
                 t: tick / TICKS_PER_SECOND,
                 replicas: pods,
                 queue_depth: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
-                in_flight: u32::try_from(self.in_flight()).unwrap_or(u32::MAX),
+                in_flight: u32::try_from(self.fleet.in_flight()).unwrap_or(u32::MAX),
             });
         }
     }
 
-    fn report(mut self) -> Report {
-        self.waits.sort_by(f64::total_cmp);
+    fn report(self, end: u64) -> Report {
+        // Jobs still waiting count as having waited until the end, at least.
+        let end = seconds(end);
+        let unstarted = (0..self.next_arrival)
+            .filter(|&i| !self.started[i])
+            .map(|i| (end - self.scenario.jobs[i].arrival, true));
+        let mut waits: Vec<(f64, bool)> = self.waits.iter().map(|&w| (w, false)).collect();
+        waits.extend(unstarted);
+        // Ties put known waits first, so a bound shows only where it must.
+        waits.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         Report {
             variant: self.name,
             series: self.series,
             waits: Waits {
-                p50: percentile(&self.waits, 50.0),
-                p95: percentile(&self.waits, 95.0),
-                p99: percentile(&self.waits, 99.0),
+                p50: percentile(&waits, 50.0),
+                p95: percentile(&waits, 95.0),
+                p99: percentile(&waits, 99.0),
             },
             jobs_arrived: self.next_arrival as u64,
             jobs_done: self.done,
@@ -238,11 +224,21 @@ fn seconds(tick: u64) -> f64 {
     tick as f64 / TICKS_PER_SECOND as f64
 }
 
-/// Nearest-rank percentile of sorted values; 0 when there are none.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// Ticks a job of `service` seconds runs, at least one.
+fn service_ticks(service: f64) -> u64 {
+    ((service * TICKS_PER_SECOND as f64).ceil() as u64).max(1)
+}
+
+/// Nearest-rank percentile of sorted (wait, never started) pairs; 0 when there are none. A
+/// job that never started waited at least its figure, so the rank's value is a lower bound
+/// whenever one of them is at or below it.
+fn percentile(sorted: &[(f64, bool)], p: f64) -> Wait {
     if sorted.is_empty() {
-        return 0.0;
+        return Wait::default();
     }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    let rank = ((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Wait {
+        seconds: sorted[rank - 1].0,
+        at_least: sorted[..rank].iter().any(|&(_, unstarted)| unstarted),
+    }
 }

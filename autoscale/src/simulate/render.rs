@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, Sample};
+use super::{Report, Sample, Wait};
 use crate::decision::show_num;
 
 const WIDTH: f64 = 960.0;
@@ -22,7 +22,8 @@ const COLOURS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
-/// A fixed-width table, one row per variant: jobs, waits, cost and peak.
+/// A fixed-width table, one row per variant: jobs, waits, cost and peak. A wait marked `≥`
+/// is a lower bound: jobs still queued at the end count as having waited until then.
 pub fn render_table(reports: &[Report]) -> String {
     let name_width = reports
         .iter()
@@ -45,19 +46,25 @@ pub fn render_table(reports: &[Report]) -> String {
     for r in reports {
         let _ = writeln!(
             out,
-            "{:<name_width$}  {:>8}  {:>8}  {:>8}  {:>8.2}s  {:>8.2}s  {:>8.2}s  {:>11.1}  {:>4}",
+            "{:<name_width$}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>11.1}  {:>4}",
             r.variant,
             r.jobs_arrived,
             r.jobs_done,
             r.jobs_requeued,
-            r.waits.p50,
-            r.waits.p95,
-            r.waits.p99,
+            show_wait(r.waits.p50),
+            show_wait(r.waits.p95),
+            show_wait(r.waits.p99),
             r.replica_seconds,
             r.max_replicas
         );
     }
     out
+}
+
+/// `2.00s`, or `≥590.00s` when jobs that never started reach down to the percentile.
+fn show_wait(wait: Wait) -> String {
+    let bound = if wait.at_least { "≥" } else { "" };
+    format!("{bound}{:.2}s", wait.seconds)
 }
 
 /// An SVG line chart: replicas (top) and queued jobs (bottom) over time, one colour per

@@ -1,12 +1,13 @@
 //! `surge simulate`: replays a load against ScaledObject variants with the same decision code
-//! as the local scaler, and prints a comparison table (and writes an SVG plot).
+//! as the local scaler, from idle or from a given state, and prints a comparison table (and
+//! writes an SVG plot).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use surge_autoscale::manifest;
-use surge_autoscale::simulate::{self, Pattern, Scenario, ServiceTime, Variant};
+use surge_autoscale::simulate::{self, Pattern, Scenario, ServiceTime, Start, Variant};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -36,6 +37,14 @@ pub struct SimulateArgs {
     /// Turn the gateway's push activation off in every variant.
     #[arg(long)]
     pub no_push: bool,
+    /// Replicas running and ready at t = 0 (default: the ScaledObject's resting count,
+    /// idleReplicaCount else minReplicaCount).
+    #[arg(long)]
+    pub initial_replicas: Option<u32>,
+    /// Jobs at t = 0: `READY` queued, or `READY:IN_FLIGHT` with that many already running on
+    /// the initial replicas.
+    #[arg(long, value_name = "READY[:IN_FLIGHT]")]
+    pub initial_depth: Option<String>,
     /// Write the plot here (SVG).
     #[arg(long)]
     pub svg: Option<PathBuf>,
@@ -53,7 +62,17 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<String> {
         None => Pattern::parse(&args.pattern)?.arrivals(duration, args.seed),
     };
     let service = ServiceTime::parse(&args.service)?;
-    let scenario = Scenario::new(&arrivals, &service, args.seed, duration);
+    let (ready, in_flight) = match &args.initial_depth {
+        Some(depth) => Start::parse_depth(depth)?,
+        None => (0, 0),
+    };
+    let start = Start {
+        replicas: args.initial_replicas,
+        ready,
+        in_flight,
+    };
+    let scenario = Scenario::new(&arrivals, &service, args.seed, duration)
+        .from_start(start, &service, args.seed);
     let mut reports = Vec::new();
     for path in &args.scaled_objects {
         let functions = manifest::load_file(path)?;
@@ -76,7 +95,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<String> {
         if args.no_push {
             variant.push = false;
         }
-        reports.push(simulate::run(&variant, &scenario));
+        reports.push(simulate::run(&variant, &scenario)?);
     }
     if let Some(svg) = &args.svg {
         std::fs::write(svg, simulate::render_svg(&reports))

@@ -6,7 +6,26 @@ set -euo pipefail
 
 say() { echo "setup: $*" >&2; }
 
+# Debian's (or Ubuntu's) packages, as root.
+install_packages() {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null 2>&1 || true
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # --- Postgres (127.0.0.1:5432, trust, user postgres) ---
+if ! command -v pg_isready >/dev/null 2>&1 || [ ! -d /etc/postgresql ] || [ -z "$(ls /etc/postgresql)" ]; then
+  say "installing PostgreSQL (the distribution's postgresql package; a minute, once)"
+  install_packages postgresql
+  # A cluster made here is for local development on loopback: the postgres user connects
+  # without a password from this machine only, as the quick start and the tests expect.
+  version=$(ls /etc/postgresql | sort -n | tail -1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  if ! grep -q '^host all postgres 127.0.0.1/32 trust' "$hba"; then
+    sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$version" main restart || true
+fi
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   version=$(ls /etc/postgresql | sort -n | tail -1)
   say "starting PostgreSQL $version"
@@ -15,7 +34,11 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
 fi
 pg_isready -h 127.0.0.1 -p 5432 -q || { say "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
 
-# --- RabbitMQ (127.0.0.1:5672, guest/guest) ---
+# --- RabbitMQ (127.0.0.1:5672, guest/guest: the guest user works on loopback only) ---
+if ! command -v rabbitmq-server >/dev/null 2>&1; then
+  say "installing RabbitMQ (the distribution's rabbitmq-server package; a minute, once)"
+  install_packages rabbitmq-server
+fi
 if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
   say "starting RabbitMQ"
   rabbitmq-server -detached
@@ -52,18 +75,14 @@ if [ ! -d "$idp/node_modules/oidc-provider" ] || [ "$idp/package-lock.json" -nt 
 fi
 if ! command -v chromium >/dev/null 2>&1; then
   say "installing Debian's chromium (headless browser tests; a minute or two, once)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null 2>&1 || true
-  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  install_packages chromium
 fi
 # promtool (Debian's prometheus package) checks and unit-tests the alert rules (tests/manifests).
 # Only the tool is wanted: the package's postinst starts a Prometheus server where services may
 # start (containers' policy-rc.d refuses it); stop and disable such a server at once.
 if ! command -v promtool >/dev/null 2>&1 || [ ! -x /usr/bin/prometheus ]; then
   say "installing Debian's prometheus package (promtool, for the alert rule tests)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null 2>&1 || true
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  install_packages prometheus
   if systemctl is-active --quiet prometheus 2>/dev/null; then
     say "stopping the Prometheus server the package started"
     systemctl disable --now --quiet prometheus
@@ -77,6 +96,10 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   say "installing cargo-nextest"
   cargo install cargo-nextest --locked
+fi
+if ! command -v cargo-machete >/dev/null 2>&1; then
+  say "installing cargo-machete (unused dependency check; about 3 minutes, once)"
+  cargo install cargo-machete --locked --version 0.9.2
 fi
 if [ "${SURGE_SETUP_SQLX:-0}" = 1 ] && ! command -v sqlx >/dev/null 2>&1; then
   say "installing sqlx-cli (about 2 minutes, once)"

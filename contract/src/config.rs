@@ -1,7 +1,9 @@
 //! Settings every Surge binary shares, and the one way they are loaded: defaults, then an
-//! optional TOML file (`--config` / `SURGE_CONFIG`), then `SURGE_`-prefixed environment
-//! variables with `__` between levels (`SURGE_DATABASE__URL`). Loaded once in `main` and passed
-//! down; nothing else reads the environment.
+//! optional TOML file (`--config` / `SURGE_CONFIG`), then the OpenTelemetry SDK's standard
+//! variables (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+//! `OTEL_SERVICE_NAME`: what the OpenTelemetry operator injects), then `SURGE_`-prefixed
+//! environment variables with `__` between levels (`SURGE_DATABASE__URL`), which win. Loaded
+//! once in `main` and passed down; nothing else reads the environment.
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,9 +23,24 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, Box<figment::
         figment = figment.merge(Toml::file_exact(file));
     }
     figment
+        .merge(standard_otel(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "telemetry.otlp_endpoint",
+        ))
+        // The per-signal variable is more specific than the general one.
+        .merge(standard_otel(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "telemetry.otlp_endpoint",
+        ))
+        .merge(standard_otel("OTEL_SERVICE_NAME", "telemetry.service_name"))
         .merge(Env::prefixed("SURGE_").split("__"))
         .extract()
         .map_err(Box::new)
+}
+
+/// One OpenTelemetry SDK variable, read as the setting `key`.
+fn standard_otel(variable: &'static str, key: &'static str) -> Env {
+    Env::raw().only(&[variable]).map(move |_| key.into())
 }
 
 /// Postgres.
@@ -168,6 +185,42 @@ impl Default for JobSettings {
 
 #[cfg(test)]
 mod tests {
+    #[derive(Debug, serde::Deserialize)]
+    struct WithTelemetry {
+        #[serde(default)]
+        telemetry: crate::telemetry::TelemetrySettings,
+    }
+
+    #[test]
+    fn the_opentelemetry_sdks_variables_are_read_and_surges_own_win() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317");
+            jail.set_env("OTEL_SERVICE_NAME", "checkout-gateway");
+            let loaded: WithTelemetry = super::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                loaded.telemetry.otlp_endpoint.as_deref(),
+                Some("http://collector:4317")
+            );
+            assert_eq!(
+                loaded.telemetry.service_name.as_deref(),
+                Some("checkout-gateway")
+            );
+            jail.set_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317");
+            let loaded: WithTelemetry = super::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                loaded.telemetry.otlp_endpoint.as_deref(),
+                Some("http://traces:4317")
+            );
+            jail.set_env("SURGE_TELEMETRY__OTLP_ENDPOINT", "http://own:4317");
+            let loaded: WithTelemetry = super::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                loaded.telemetry.otlp_endpoint.as_deref(),
+                Some("http://own:4317")
+            );
+            Ok(())
+        });
+    }
+
     use super::*;
 
     #[test]

@@ -28,7 +28,11 @@ pub struct TelemetrySettings {
     /// An `EnvFilter` directive, e.g. `info,surge_runtime=debug`.
     pub log_filter: String,
     /// OTLP/gRPC endpoint (`http://collector:4317`); spans are exported only when set.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) sets it too.
     pub otlp_endpoint: Option<String>,
+    /// The service name spans are exported under, instead of the process's own
+    /// (`surge-gateway`, `surge-<function>`); `OTEL_SERVICE_NAME` sets it too.
+    pub service_name: Option<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -37,6 +41,7 @@ impl Default for TelemetrySettings {
             log_format: LogFormat::Text,
             log_filter: "info".into(),
             otlp_endpoint: None,
+            service_name: None,
         }
     }
 }
@@ -55,9 +60,13 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Installs the global subscriber for `service`. Call once, inside the tokio runtime.
+    /// Installs the global subscriber for `service` (unless `telemetry.service_name` names
+    /// another). Call once, inside the tokio runtime.
     pub fn init(service: &str, settings: &TelemetrySettings) -> anyhow::Result<Self> {
-        let service = service.to_owned();
+        let service = settings
+            .service_name
+            .clone()
+            .unwrap_or_else(|| service.to_owned());
         let mut builder = SdkTracerProvider::builder().with_resource(
             opentelemetry_sdk::Resource::builder()
                 .with_service_name(service.clone())

@@ -63,19 +63,25 @@ impl Link {
         (Self { channel: rx }, tokio::spawn(supervisor.run(shutdown)))
     }
 
-    /// The publishing channel, while the link is up.
+    /// The publishing channel, while the link is up. A channel whose connection dropped is
+    /// not handed out even before the supervisor has noticed: a publish on it could only fail.
     pub fn channel(&self) -> Option<Channel> {
-        self.channel.borrow().clone()
+        self.channel
+            .borrow()
+            .as_ref()
+            .filter(|c| c.status().connected())
+            .cloned()
     }
 
     pub fn is_up(&self) -> bool {
-        self.channel.borrow().is_some()
+        self.channel().is_some()
     }
 
-    /// Waits until the link is up, at most `timeout`.
+    /// Waits until the link is up (with a connected channel), at most `timeout`.
     pub async fn wait_up(&self, timeout: std::time::Duration) -> bool {
         let mut rx = self.channel.clone();
-        tokio::time::timeout(timeout, rx.wait_for(Option::is_some))
+        let up = rx.wait_for(|c| c.as_ref().is_some_and(|c| c.status().connected()));
+        tokio::time::timeout(timeout, up)
             .await
             .is_ok_and(|r| r.is_ok())
     }

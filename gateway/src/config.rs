@@ -31,6 +31,7 @@ pub struct GatewaySettings {
     /// Per-entity rate limits.
     pub limits: crate::auth::LimitSettings,
     pub ws: crate::ws::WsSettings,
+    pub delivery: DeliverySettings,
 }
 
 impl Default for GatewaySettings {
@@ -51,7 +52,49 @@ impl Default for GatewaySettings {
             identity: IdentitySettings::default(),
             limits: crate::auth::LimitSettings::default(),
             ws: crate::ws::WsSettings::default(),
+            delivery: DeliverySettings::default(),
         }
+    }
+}
+
+/// `delivery.*`: how the job record drives delivery (docs/jobs.md "Delivery").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// A job whose publish is still unconfirmed this long after it was recorded is published
+    /// again by the reconciler. Longer than a request's own publish and resend can take.
+    pub lease_ms: u64,
+    /// How often each replica's reconciler looks for such jobs.
+    pub reconcile_interval_ms: u64,
+    /// Jobs one pass of one replica takes at most.
+    pub batch: i64,
+    /// The longest wait between two publishes of a job that keeps failing (the wait doubles
+    /// from `lease_ms`).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            lease_ms: 30_000,
+            reconcile_interval_ms: 5_000,
+            batch: 500,
+            max_backoff_ms: 300_000,
+        }
+    }
+}
+
+impl DeliverySettings {
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    pub fn reconcile_interval(&self) -> Duration {
+        Duration::from_millis(self.reconcile_interval_ms.max(1))
+    }
+
+    pub fn max_backoff(&self) -> Duration {
+        Duration::from_millis(self.max_backoff_ms)
     }
 }
 
@@ -283,6 +326,21 @@ impl GatewaySettings {
         }
         if self.jobs.max_attempts == 0 {
             return Err("jobs.max_attempts must be at least 1".into());
+        }
+        // A request publishes, and once more when the first is unconfirmed: the reconciler
+        // must not take a job that its own request is still publishing.
+        let own_publish = 2 * self.broker.publish_timeout_ms + self.broker.reconnect_max_ms;
+        if self.delivery.lease_ms <= own_publish {
+            return Err(format!(
+                "delivery.lease_ms ({}) must be longer than a request's own publishes can take:                  2 × broker.publish_timeout_ms + broker.reconnect_max_ms = {own_publish} ms",
+                self.delivery.lease_ms
+            ));
+        }
+        if self.delivery.batch < 1 || self.delivery.max_backoff_ms < self.delivery.lease_ms {
+            return Err(format!(
+                "delivery.batch must be at least 1 and delivery.max_backoff_ms ({}) at least delivery.lease_ms ({})",
+                self.delivery.max_backoff_ms, self.delivery.lease_ms
+            ));
         }
         if self.scaler.addr.is_some() && self.scaler.management_url.is_none() {
             return Err("scaler.addr needs scaler.management_url (SURGE_SCALER__MANAGEMENT_URL=http://user:password@rabbitmq:15672): \

@@ -52,6 +52,13 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepublishLabels {
+    function: String,
+    /// `confirmed` or `failed`.
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -75,6 +82,9 @@ pub struct GatewayMetrics {
     requests: Family<RequestLabels, Counter>,
     durations: Timings<RouteLabels>,
     accepted: Family<FunctionLabel, Counter>,
+    republished: Family<RepublishLabels, Counter>,
+    /// Jobs whose publish is unconfirmed, as the reconciler last counted them.
+    pub unconfirmed: Gauge,
     rejections: Family<ReasonLabel, Counter>,
     rate_limited: Counter,
     pub ws_connections: Gauge,
@@ -89,6 +99,8 @@ impl GatewayMetrics {
             requests: Family::default(),
             durations: timings(),
             accepted: Family::default(),
+            republished: Family::default(),
+            unconfirmed: Gauge::default(),
             rejections: Family::default(),
             rate_limited: Counter::default(),
             ws_connections: Gauge::default(),
@@ -109,6 +121,16 @@ impl GatewayMetrics {
             "surge_jobs_accepted",
             "Jobs recorded and published, by function",
             metrics.accepted.clone(),
+        );
+        registry.register(
+            "surge_jobs_republished",
+            "Jobs the reconciler published again because no publish of theirs was confirmed, by function and outcome (confirmed, failed)",
+            metrics.republished.clone(),
+        );
+        registry.register(
+            "surge_jobs_unconfirmed",
+            "Jobs recorded whose publish the broker has not confirmed, as the reconciler last counted them",
+            metrics.unconfirmed.clone(),
         );
         registry.register(
             "surge_auth_rejections",
@@ -142,6 +164,17 @@ impl GatewayMetrics {
         self.accepted
             .get_or_create(&FunctionLabel {
                 function: function.to_string(),
+            })
+            .inc();
+    }
+
+    /// The reconciler published `function`'s job again; `confirmed` says whether the broker
+    /// took it.
+    pub fn republished(&self, function: &FunctionName, confirmed: bool) {
+        self.republished
+            .get_or_create(&RepublishLabels {
+                function: function.to_string(),
+                outcome: if confirmed { "confirmed" } else { "failed" },
             })
             .inc();
     }

@@ -47,6 +47,7 @@ pub struct Application {
     state: AppState,
     bus_stop: CancellationToken,
     bus_task: tokio::task::JoinHandle<()>,
+    confirmations_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -151,6 +152,10 @@ impl Application {
             Some(addr) => Some(start_scaler(&settings, addr, &activity, &shutdown).await?),
             None => None,
         };
+        // Confirms are recorded until the broker link stops: in-flight requests still publish
+        // while draining.
+        let (confirmations, confirmations_task) =
+            crate::jobs::Confirmations::start(pool.clone(), bus_stop.clone());
         let state = AppState {
             pool,
             bus,
@@ -166,7 +171,14 @@ impl Application {
             registry: Arc::new(registry),
             http: Arc::new(settings.http.clone()),
             shutdown,
+            delivery: Arc::new(settings.delivery.clone()),
+            confirmations,
+            reconciler: Arc::default(),
         };
+        tokio::spawn(crate::jobs::reconcile(
+            state.clone(),
+            state.shutdown.clone(),
+        ));
         tokio::spawn(settings_cache.follow(
             Duration::from_millis(settings.http.settings_refresh_ms),
             state.shutdown.clone(),
@@ -204,6 +216,7 @@ impl Application {
             state,
             bus_stop,
             bus_task,
+            confirmations_task,
         })
     }
 
@@ -266,6 +279,7 @@ impl Application {
         }
         self.bus_stop.cancel();
         let _ = self.bus_task.await;
+        let _ = self.confirmations_task.await;
         self.state.pool.close().await;
         tracing::info!("gateway stopped");
         Ok(())

@@ -39,6 +39,12 @@ pub struct AppState {
     pub activity: Arc<Activity>,
     /// Cancelled when the gateway begins to shut down: waiting callers get their 202.
     pub shutdown: CancellationToken,
+    /// `delivery.*`: the reconciler's lease, pace and bounds.
+    pub delivery: Arc<crate::config::DeliverySettings>,
+    /// Where confirmed publishes are recorded (in batches).
+    pub confirmations: crate::jobs::Confirmations,
+    /// How the reconciler is doing (for `/readyz`).
+    pub reconciler: Arc<crate::jobs::ReconcilerStatus>,
 }
 
 impl AppState {

@@ -35,6 +35,11 @@ pub struct TestAppBuilder {
     pub metrics_port: bool,
     /// `ws.ping_interval_ms` (a websocket's credential is asked again on each ping).
     pub ws_ping_interval_ms: u64,
+    /// The reconciler's `(delivery.lease_ms, delivery.reconcile_interval_ms)`; the broker's
+    /// publish timeout shrinks to fit under the lease.
+    pub delivery: Option<(u64, u64)>,
+    /// `broker.url` for the gateway (default: the machine's broker), e.g. through a proxy.
+    pub broker_url: Option<String>,
 }
 
 impl Default for TestAppBuilder {
@@ -49,6 +54,8 @@ impl Default for TestAppBuilder {
             dev_admin: false,
             metrics_port: false,
             ws_ping_interval_ms: 20_000,
+            delivery: None,
+            broker_url: None,
         }
     }
 }
@@ -64,7 +71,9 @@ impl TestAppBuilder {
         settings.http.sync_timeout_ms = self.sync_timeout_ms;
         settings.http.body_limit_bytes = self.body_limit_bytes;
         settings.database.url = SecretString::from(db.url.clone());
-        settings.broker.url = SecretString::from(crate::amqp_url());
+        settings.broker.url = SecretString::from(
+            self.broker_url.clone().unwrap_or_else(crate::amqp_url),
+        );
         settings.broker.prefix = prefix.clone();
         settings.broker.reconnect_max_ms = 500;
         settings.jobs.max_attempts = self.max_attempts;
@@ -74,6 +83,14 @@ impl TestAppBuilder {
         settings.dev.api_key = Some(SecretString::from(TEST_API_KEY));
         settings.dev.admin = self.dev_admin;
         settings.ws.ping_interval_ms = self.ws_ping_interval_ms;
+        if let Some((lease_ms, interval_ms)) = self.delivery {
+            // A request's own publish and resend must fit under the lease.
+            settings.broker.publish_timeout_ms = (lease_ms / 4).clamp(1, 1_000);
+            settings.broker.reconnect_max_ms = (lease_ms / 4).clamp(1, 500);
+            settings.delivery.lease_ms = lease_ms;
+            settings.delivery.reconcile_interval_ms = interval_ms;
+            settings.delivery.max_backoff_ms = settings.delivery.max_backoff_ms.max(lease_ms);
+        }
         if self.metrics_port {
             settings.http.metrics_addr = Some(crate::free_addr());
         }

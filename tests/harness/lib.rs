@@ -9,6 +9,7 @@ mod gateway;
 mod identity;
 mod otlp;
 mod prometheus;
+mod proxy;
 
 pub use broker::{BrokerProbe, close_connections_named};
 pub use database::TestDatabase;
@@ -17,6 +18,7 @@ pub use gateway::{Replica, TEST_API_KEY, TestApp, TestAppBuilder};
 pub use identity::{Browser, IdentityProvider, Landing, idp_dir};
 pub use otlp::{OtlpReceiver, ReceivedSpan, SpanKind, tree};
 pub use prometheus::{Prometheus, Sample};
+pub use proxy::FaultyProxy;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -9,6 +9,7 @@ mod bad_input;
 mod console;
 mod console_browser;
 mod dead_jobs;
+mod delivery;
 mod events;
 mod exactly_once;
 mod faults;

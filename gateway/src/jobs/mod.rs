@@ -4,18 +4,22 @@
 //! again ([`replay`]). No HTTP types: the routes turn requests into a [`Submission`] and an
 //! [`Answer`] into a response.
 
+mod confirmations;
 mod publish;
+mod reconcile;
 mod replay;
 
 use std::time::Duration;
 
 use serde_json::Value;
 use surge_contract::completion::Completion;
-use surge_contract::job::{FunctionName, JobId};
+use surge_contract::job::{FunctionName, JobId, JobState};
 use surge_contract::request::{JobRequest, Owner};
 use surge_contract::telemetry::trace_context;
 use tracing::Instrument as _;
 
+pub use confirmations::Confirmations;
+pub use reconcile::{ReconcilerStatus, run as reconcile};
 pub use replay::replay;
 
 use crate::auth::Caller;
@@ -23,6 +27,7 @@ use crate::bus::Waiter;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::jobs::{self, JobRow, NewJob};
+use crate::store::unconfirmed;
 use crate::views::JobView;
 use publish::PublishFailure;
 
@@ -102,14 +107,14 @@ pub async fn submit(
         input: &input,
         trace_parent: trace.get("traceparent").map(String::as_str),
     };
-    let Some(created_at) = jobs::insert(&state.pool, &new).await? else {
+    let Some(created_at) = jobs::insert(&state.pool, &new, state.delivery.lease()).await? else {
         let key = idempotency_key.unwrap_or_default();
         let first = jobs::by_idempotency_key(&state.pool, caller.entity_id, key)
             .await?
             .ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!("idempotency conflict without a job"))
             })?;
-        return repeated(first, function, &input, repeat);
+        return repeated(state, caller, first, function, input, repeat, wait).await;
     };
     tracing::Span::current().record("job_id", tracing::field::display(id));
     // Registered before publishing: a fast completion must find its caller.
@@ -130,10 +135,11 @@ pub async fn submit(
         .instrument(publish_span)
         .await
     {
-        Ok(()) => {}
+        Ok(()) => state.confirmations.confirmed(id),
         Err(PublishFailure::Unconfirmed) => {
             // It may run: keep its record, so a run counts for its owner and a retry with the
-            // same Idempotency-Key finds it instead of running the work twice.
+            // same Idempotency-Key finds it instead of running the work twice. The record
+            // stays unconfirmed: a repeat, or else the reconciler, publishes it again.
             return Err(ApiError::Unavailable(format!(
                 "job {id} was recorded but the broker did not confirm it; look it up at /jobs/{id}, \
                  or retry with the same Idempotency-Key"
@@ -151,26 +157,22 @@ pub async fn submit(
     }
     state.metrics.accepted(function);
     let view = JobView::queued(id, function.as_str(), created_at);
-    let Some(waiter) = waiter else {
-        return Ok(Answer::Pending(view));
-    };
-    Ok(match wait_for(state, waiter, wait).await {
-        Some(completion) => Answer::Finished {
-            job: view.completed(&completion),
-            completion: Some(completion),
-        },
-        None => Answer::Pending(view),
-    })
+    Ok(answer(state, view, waiter, wait).await)
 }
 
-/// A repeated idempotency key: the first job, if the repeat may have it.
-fn repeated(
+/// A repeated idempotency key: the first job, if the repeat may have it. A first job whose
+/// publish was never confirmed (its request got a `503`, or its gateway died before the
+/// confirm) is published again at once, and waited for as the repeat asks.
+async fn repeated(
+    state: &AppState,
+    caller: &Caller,
     first: JobRow,
     function: &FunctionName,
-    input: &Value,
+    input: Value,
     repeat: Repeat,
+    wait: Wait,
 ) -> Result<Answer, ApiError> {
-    let same = first.function == function.as_str() && first.input.as_ref() == Some(input);
+    let same = first.function == function.as_str() && first.input.as_ref() == Some(&input);
     if repeat == Repeat::SameRequest && !same {
         return Err(ApiError::IdempotencyKeyReused(format!(
             "job {} of function {}",
@@ -178,14 +180,54 @@ fn repeated(
         )));
     }
     let job = JobView::from(first);
-    Ok(if job.state.is_terminal() {
-        Answer::Finished {
+    if job.state.is_terminal() {
+        return Ok(Answer::Finished {
             job,
             completion: None,
+        });
+    }
+    if job.state != JobState::Queued || !unconfirmed::is_unconfirmed(&state.pool, job.id).await? {
+        return Ok(Answer::Pending(job));
+    }
+    let waiter = (wait != Wait::No)
+        .then(|| state.bus.wait_for(job.id).ok())
+        .flatten();
+    let request = JobRequest {
+        time: Some(job.created_at),
+        owner: Some(Owner {
+            tenant: caller.tenant.clone(),
+            entity: caller.entity_id,
+        }),
+        trace: trace_context(&tracing::Span::current()),
+        reply_to: waiter.as_ref().map(|_| state.bus.reply_queue().to_owned()),
+        ..JobRequest::accepted(job.id, function.clone(), input)
+    };
+    tracing::info!(id = %job.id, "a repeat of a job whose publish was never confirmed publishes it again");
+    match publish::publish(state, &request).await {
+        Ok(()) => state.confirmations.confirmed(job.id),
+        // Still in doubt: the reconciler keeps trying; the caller may repeat again.
+        Err(_) => {
+            return Err(ApiError::Unavailable(format!(
+                "job {} is recorded but the broker did not take it yet; retry with the same Idempotency-Key",
+                job.id
+            )));
         }
-    } else {
-        Answer::Pending(job)
-    })
+    }
+    Ok(answer(state, job, waiter, wait).await)
+}
+
+/// A queued job's answer: its completion when the caller waits for it in time.
+async fn answer(state: &AppState, job: JobView, waiter: Option<Waiter>, wait: Wait) -> Answer {
+    let Some(waiter) = waiter else {
+        return Answer::Pending(job);
+    };
+    match wait_for(state, waiter, wait).await {
+        Some(completion) => Answer::Finished {
+            job: job.completed(&completion),
+            completion: Some(completion),
+        },
+        None => Answer::Pending(job),
+    }
 }
 
 /// Waits for a completion, at most what `wait` says capped by `http.max_wait_ms`; `None`

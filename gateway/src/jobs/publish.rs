@@ -16,8 +16,9 @@ pub enum PublishFailure {
     Unconfirmed,
 }
 
-/// Publishes `request`. An unconfirmed first try is sent again once the link is back:
-/// that is safe, since the runtime runs a job id once.
+/// Publishes `request`, waiting up to the publish timeout for a link that is reconnecting.
+/// An unconfirmed first try is sent again once the link is back: that is safe, since the
+/// runtime runs a job id once.
 pub async fn publish(state: &AppState, request: &JobRequest) -> Result<(), PublishFailure> {
     let id = request.event_id.as_str();
     let message = request.to_message().map_err(|e| {
@@ -25,6 +26,11 @@ pub async fn publish(state: &AppState, request: &JobRequest) -> Result<(), Publi
         PublishFailure::Refused
     })?;
     let started = std::time::Instant::now();
+    if !state.bus.is_connected() {
+        // Reconnecting (a broker restart, a dropped connection): worth a short wait rather
+        // than a refusal.
+        state.bus.wait_connected(state.bus.publish_timeout()).await;
+    }
     let mut published = state.bus.publish_job(&request.function, &message).await;
     let mut unconfirmed = false;
     if let Err(e) = &published

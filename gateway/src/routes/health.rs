@@ -1,5 +1,5 @@
-//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: broker link up and
-//! database answering; false while either is unreachable).
+//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: broker link up,
+//! database answering, the reconciler's passes succeeding; false while any is not).
 
 use axum::Json;
 use axum::extract::State;
@@ -38,7 +38,8 @@ async fn healthz() -> Json<Health> {
 
 /// Readiness
 ///
-/// The broker link is up and the database answers; `503` otherwise (and while draining).
+/// The broker link is up, the database answers and the reconciler's passes succeed; `503`
+/// otherwise (and while draining).
 #[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz", security(()),
     responses(
         (status = 200, description = "Ready for traffic", body = Health),
@@ -55,6 +56,9 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
     }
     if !database_answers(&state.pool).await {
         return Err(ApiError::Unavailable("the database does not answer".into()));
+    }
+    if let Some(why) = state.reconciler.failing() {
+        return Err(ApiError::Unavailable(why));
     }
     Ok(Json(Health {
         status: "ready".into(),

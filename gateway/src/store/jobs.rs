@@ -33,14 +33,28 @@ pub struct NewJob<'a> {
     pub trace_parent: Option<&'a str>,
 }
 
-/// Records a new job. `None`: the owner already has a job with this idempotency key.
-pub async fn insert(pool: &PgPool, job: &NewJob<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+/// Records a new job, and that its publish is not confirmed yet (due for the reconciler
+/// after `lease`), in one statement. `None`: the owner already has a job with this
+/// idempotency key.
+pub async fn insert(
+    pool: &PgPool,
+    job: &NewJob<'_>,
+    lease: std::time::Duration,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     sqlx::query_scalar!(
         r#"
-        INSERT INTO job (id, owner_id, function, idempotency_key, event_source, event_id, input, trace_parent)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING created_at
+        WITH inserted AS (
+            INSERT INTO job (id, owner_id, function, idempotency_key, event_source, event_id,
+                             input, trace_parent)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id, created_at
+        ), unconfirmed AS (
+            INSERT INTO job_unconfirmed (job_id, due_at)
+            SELECT id, created_at + make_interval(secs => $9::bigint / 1000.0) FROM inserted
+        )
+        SELECT created_at AS "created_at!" FROM inserted
         "#,
         job.id.0,
         job.owner,
@@ -50,6 +64,7 @@ pub async fn insert(pool: &PgPool, job: &NewJob<'_>) -> Result<Option<DateTime<U
         job.id.to_string(),
         job.input,
         job.trace_parent,
+        lease_ms,
     )
     .fetch_optional(pool)
     .await
@@ -120,7 +135,12 @@ pub async fn list(
 /// Forgets a job that could not be published: it was never accepted.
 pub async fn delete_unpublished(pool: &PgPool, owner: Uuid, id: JobId) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "DELETE FROM job WHERE id = $1 AND owner_id = $2 AND state = 'queued'",
+        r#"
+        WITH forgotten AS (
+            DELETE FROM job WHERE id = $1 AND owner_id = $2 AND state = 'queued' RETURNING id
+        )
+        DELETE FROM job_unconfirmed WHERE job_id IN (SELECT id FROM forgotten)
+        "#,
         id.0,
         owner,
     )

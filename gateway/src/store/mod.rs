@@ -8,3 +8,4 @@ pub mod flows;
 pub mod jobs;
 pub mod overview;
 pub mod settings;
+pub mod unconfirmed;

@@ -21,19 +21,30 @@ pub enum ConnectError {
     Timeout(Duration),
 }
 
-/// Opens a connection named `name` (shown in the broker's connection list).
-pub async fn connect(settings: &BrokerSettings, name: &str) -> Result<Connection, ConnectError> {
-    let properties = ConnectionProperties::default().with_connection_name(name.into());
-    let url = settings.url.expose_secret();
-    match tokio::time::timeout(
-        settings.connect_timeout(),
-        Connection::connect(url, properties),
-    )
-    .await
-    {
-        Ok(connection) => Ok(connection?),
-        Err(_) => Err(ConnectError::Timeout(settings.connect_timeout())),
+/// Opens a connection named `name` (shown in the broker's connection list) to the first
+/// node that answers, trying the listed nodes in turn from the `first`-th (modulo their
+/// number); returns it with the index of the node it reached.
+pub async fn connect(
+    settings: &BrokerSettings,
+    name: &str,
+    first: usize,
+) -> Result<(Connection, usize), ConnectError> {
+    let urls = settings.urls();
+    let mut last = ConnectError::Timeout(settings.connect_timeout());
+    for n in 0..urls.len() {
+        let index = (first + n) % urls.len();
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connect = Connection::connect(urls[index].expose_secret(), properties);
+        match tokio::time::timeout(settings.connect_timeout(), connect).await {
+            Ok(Ok(connection)) => return Ok((connection, index)),
+            Ok(Err(e)) => last = ConnectError::Amqp(e),
+            Err(_) => last = ConnectError::Timeout(settings.connect_timeout()),
+        }
+        if urls.len() > 1 {
+            tracing::warn!(node = index + 1, of = urls.len(), error = %last, "a broker node did not answer; trying the next");
+        }
     }
+    Err(last)
 }
 
 #[derive(Debug, thiserror::Error)]

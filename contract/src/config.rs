@@ -133,7 +133,9 @@ pub async fn database_answers(pool: &PgPool) -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerSettings {
-    /// `amqp://user:password@host:port/vhost`; a secret.
+    /// `amqp://user:password@host:port/vhost`; a secret. A cluster's nodes may be listed,
+    /// separated by commas: connections go to the first that answers, and a reconnect after a
+    /// lost connection starts with the next.
     pub url: SecretString,
     /// Put before every exchange and queue name, so environments and tests share a broker.
     pub prefix: String,
@@ -159,6 +161,43 @@ impl Default for BrokerSettings {
 }
 
 impl BrokerSettings {
+    /// The nodes' URLs, in the order given.
+    pub fn urls(&self) -> Vec<SecretString> {
+        self.url
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| SecretString::from(u.to_owned()))
+            .collect()
+    }
+
+    /// The first node's URL (what the management API's vhost is read from).
+    pub fn first_url(&self) -> SecretString {
+        self.urls()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.url.clone())
+    }
+
+    /// Checks that every listed URL is an AMQP URL (without saying the secret).
+    pub fn validate(&self) -> Result<(), String> {
+        let urls = self.urls();
+        if urls.is_empty() {
+            return Err("broker.url is empty: give amqp://user:password@host:port/vhost".into());
+        }
+        for (n, url) in urls.iter().enumerate() {
+            if url.expose_secret().parse::<lapin::uri::AMQPUri>().is_err() {
+                return Err(format!(
+                    "broker.url: address {} of {} is not an AMQP URL (amqp://user:password@host:port/vhost)",
+                    n + 1,
+                    urls.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
@@ -189,6 +228,30 @@ mod tests {
     struct WithTelemetry {
         #[serde(default)]
         telemetry: crate::telemetry::TelemetrySettings,
+    }
+
+    #[test]
+    fn a_broker_url_may_list_a_clusters_nodes() {
+        let settings = super::BrokerSettings {
+            url: "amqp://u:p@n1:5681/%2f, amqp://u:p@n2:5682/%2f,amqp://u:p@n3:5683/%2f".into(),
+            ..Default::default()
+        };
+        use secrecy::ExposeSecret as _;
+        let urls: Vec<String> = settings
+            .urls()
+            .iter()
+            .map(|u| u.expose_secret().to_owned())
+            .collect();
+        assert_eq!(urls.len(), 3);
+        assert_eq!(urls[1], "amqp://u:p@n2:5682/%2f");
+        assert!(settings.validate().is_ok());
+        let bad = super::BrokerSettings {
+            url: "amqp://u:p@n1:5681/%2f,http://n2".into(),
+            ..Default::default()
+        };
+        let error = bad.validate().unwrap_err();
+        assert!(error.contains("address 2 of 2"), "{error}");
+        assert!(!error.contains("u:p"), "the secret is never said: {error}");
     }
 
     #[test]

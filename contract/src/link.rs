@@ -56,6 +56,7 @@ impl Link {
         let (tx, rx) = watch::channel(None);
         let supervisor = Supervisor {
             settings,
+            next_node: std::sync::atomic::AtomicUsize::new(0),
             name,
             handler,
             channel: tx,
@@ -89,6 +90,8 @@ impl Link {
 
 struct Supervisor<H> {
     settings: BrokerSettings,
+    /// The broker node (of `broker.url`'s list) the next connection tries first.
+    next_node: std::sync::atomic::AtomicUsize,
     name: String,
     handler: std::sync::Arc<H>,
     channel: watch::Sender<Option<Channel>>,
@@ -128,8 +131,15 @@ impl<H: LinkHandler> Supervisor<H> {
         policy: &backon::ExponentialBuilder,
         backoff: &mut ExponentialBackoff,
     ) -> SessionEnd {
-        let connection = match broker::connect(&self.settings, &self.name).await {
-            Ok(c) => c,
+        let first = self.next_node.load(std::sync::atomic::Ordering::Relaxed);
+        let connection = match broker::connect(&self.settings, &self.name, first).await {
+            Ok((connection, node)) => {
+                // A connection lost later starts over at the next node: the one that dropped
+                // it may be the one going away.
+                self.next_node
+                    .store(node + 1, std::sync::atomic::Ordering::Relaxed);
+                connection
+            }
             Err(e) => return SessionEnd::Lost(e.to_string()),
         };
         let setup = async {

@@ -292,6 +292,7 @@ fn valid_tenant_name(name: &str) -> bool {
 impl GatewaySettings {
     /// Checks what serde cannot, naming the setting at fault.
     pub fn validate(&self) -> Result<(), String> {
+        self.broker.validate()?;
         if !valid_tenant_name(&self.dev.tenant) {
             return Err(format!(
                 "dev.tenant: {:?} is not a valid tenant name (letters, digits, '-' and '_', \

@@ -138,8 +138,10 @@ impl Application {
         // Queue figures feed the external scaler, the metrics and the console: read whenever
         // the management API is configured. The poller stops with the broker link.
         if let Some(management) = &settings.scaler.management_url {
-            let api =
-                ManagementApi::new(management, &ManagementApi::vhost_of(&settings.broker.url))?;
+            let api = ManagementApi::new(
+                management,
+                &ManagementApi::vhost_of(&settings.broker.first_url()),
+            )?;
             tokio::spawn(Arc::clone(&activity).poll(
                 api,
                 topology.clone(),

@@ -71,9 +71,8 @@ impl TestAppBuilder {
         settings.http.sync_timeout_ms = self.sync_timeout_ms;
         settings.http.body_limit_bytes = self.body_limit_bytes;
         settings.database.url = SecretString::from(db.url.clone());
-        settings.broker.url = SecretString::from(
-            self.broker_url.clone().unwrap_or_else(crate::amqp_url),
-        );
+        settings.broker.url =
+            SecretString::from(self.broker_url.clone().unwrap_or_else(crate::amqp_url));
         settings.broker.prefix = prefix.clone();
         settings.broker.reconnect_max_ms = 500;
         settings.jobs.max_attempts = self.max_attempts;

@@ -24,7 +24,9 @@ pub struct FaultyProxy {
 impl FaultyProxy {
     /// Forwards a free port to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a proxy");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a proxy");
         let addr = listener.local_addr().expect("proxy address");
         let (frozen, _) = watch::channel(false);
         let frozen = Arc::new(frozen);

@@ -92,7 +92,10 @@ async fn a_repeat_of_a_job_whose_publish_was_never_confirmed_publishes_it_again_
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let refused: Value = refused.json().await.unwrap();
     assert!(
-        refused["detail"].as_str().unwrap().contains("Idempotency-Key"),
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
         "{refused}"
     );
     // The connection drops with what it held: the broker never got the job.
@@ -109,7 +112,11 @@ async fn a_repeat_of_a_job_whose_publish_was_never_confirmed_publishes_it_again_
     let id = again["id"].as_str().unwrap().to_owned();
     app.wait_for_state(&id, "succeeded", Duration::from_secs(10))
         .await;
-    assert_eq!(app.count("job_unconfirmed").await, 0, "its confirm is recorded");
+    assert_eq!(
+        app.count("job_unconfirmed").await,
+        0,
+        "its confirm is recorded"
+    );
 }
 
 #[tokio::test]
@@ -178,9 +185,11 @@ async fn a_backlog_the_broker_holds_is_never_published_twice_however_long_it_wai
     assert_eq!(submitted, JOBS);
     // Several leases and many passes later, nothing was in doubt and nothing was sent twice.
     let probe = surge_tests::BrokerProbe::connect().await;
-    eventually("every confirm recorded", Duration::from_secs(10), || async {
-        (app.count("job_unconfirmed").await == 0).then_some(())
-    })
+    eventually(
+        "every confirm recorded",
+        Duration::from_secs(10),
+        || async { (app.count("job_unconfirmed").await == 0).then_some(()) },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(probe.queue_counts(&queue).await.0 as usize, JOBS);
@@ -207,7 +216,6 @@ async fn a_backlog_the_broker_holds_is_never_published_twice_however_long_it_wai
     );
 }
 
-
 #[tokio::test]
 async fn a_job_no_queue_takes_is_tried_again_at_the_backoffs_pace_not_in_a_loop() {
     let app = with_lease(200).await;
@@ -216,11 +224,12 @@ async fn a_job_no_queue_takes_is_tried_again_at_the_backoffs_pace_not_in_a_loop(
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Due at 0, then 0.2, 0.4, 0.8, 1.6 s after each try: four or five tries in 3 s, where a
     // pass every 100 ms would have made thirty.
-    let tries: i32 = sqlx::query_scalar("SELECT republished FROM job_unconfirmed WHERE job_id = $1::uuid")
-        .bind(&id)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let tries: i32 =
+        sqlx::query_scalar("SELECT republished FROM job_unconfirmed WHERE job_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     assert!((3..=6).contains(&tries), "{tries} tries");
     assert_eq!(republished(&app, "failed").await, tries as u64);
     assert_eq!(app.job_state(&id).await.as_deref(), Some("queued"));
@@ -279,7 +288,10 @@ async fn the_reconciler_outlives_a_broker_outage_says_so_and_then_publishes() {
         r.json().await.ok()
     })
     .await;
-    assert!(down["detail"].as_str().unwrap().contains("broker"), "{down}");
+    assert!(
+        down["detail"].as_str().unwrap().contains("broker"),
+        "{down}"
+    );
     let id = stranded(&app, "echo", &json!({"after": "the outage"})).await;
     eventually("a failed republish", Duration::from_secs(10), || async {
         (republished(&app, "failed").await > 0).then_some(())

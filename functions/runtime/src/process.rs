@@ -41,6 +41,7 @@ pub async fn run_with<F: Function>(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     settings.function.validate().map_err(anyhow::Error::msg)?;
+    settings.broker.validate().map_err(anyhow::Error::msg)?;
     let name = FunctionName::parse(F::NAME)?;
     let pool = settings.database.connect().await?;
     schema::ensure_current(&pool).await?;

@@ -49,7 +49,7 @@ pub async fn run(
         .management_url
         .clone()
         .unwrap_or_else(|| SecretString::from("http://guest:guest@127.0.0.1:15672"));
-    let vhost = ManagementApi::vhost_of(&settings.broker.url);
+    let vhost = ManagementApi::vhost_of(&settings.broker.first_url());
     let bin_dir = match args.bin_dir {
         Some(dir) => dir,
         None => std::env::current_exe()?

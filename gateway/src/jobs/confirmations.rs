@@ -62,8 +62,13 @@ async fn write(pool: PgPool, mut rx: mpsc::Receiver<JobId>, stop: CancellationTo
             .await
         {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, count = batch.len(), "confirms could not be recorded; the reconciler will publish those jobs once more"),
-            Err(_) => tracing::warn!(count = batch.len(), "recording confirms timed out; the reconciler will publish those jobs once more"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, count = batch.len(), "confirms could not be recorded; the reconciler will publish those jobs once more")
+            }
+            Err(_) => tracing::warn!(
+                count = batch.len(),
+                "recording confirms timed out; the reconciler will publish those jobs once more"
+            ),
         }
         batch.clear();
     }

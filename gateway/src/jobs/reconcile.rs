@@ -128,10 +128,11 @@ async fn pass(state: &AppState) -> Result<(), String> {
 
 /// Counts the jobs still in doubt, for the metrics.
 async fn count(state: &AppState) -> Result<(), String> {
-    let (all, _due) = tokio::time::timeout(Duration::from_secs(30), unconfirmed::counts(&state.pool))
-        .await
-        .map_err(|_| "counting unconfirmed jobs timed out".to_owned())?
-        .map_err(|e| format!("counting unconfirmed jobs failed: {e}"))?;
+    let (all, _due) =
+        tokio::time::timeout(Duration::from_secs(30), unconfirmed::counts(&state.pool))
+            .await
+            .map_err(|_| "counting unconfirmed jobs timed out".to_owned())?
+            .map_err(|e| format!("counting unconfirmed jobs failed: {e}"))?;
     state.metrics.unconfirmed.set(all);
     Ok(())
 }
@@ -179,7 +180,9 @@ fn request_of(job: DueJob) -> Option<(FunctionName, JobRequest)> {
         job_id: Some(job.id),
         // Only a gateway's jobs are in doubt (a trusted producer's are recorded when the
         // runtime takes them), but the record says.
-        source: job.event_source.unwrap_or_else(|| GATEWAY_SOURCE.to_owned()),
+        source: job
+            .event_source
+            .unwrap_or_else(|| GATEWAY_SOURCE.to_owned()),
         event_id: job.event_id.unwrap_or_else(|| job.id.to_string()),
         function: function.clone(),
         time: job.created_at,

@@ -29,12 +29,12 @@ pub struct DueJob {
 
 /// Whether `id`'s publish is still unconfirmed.
 pub async fn is_unconfirmed(pool: &PgPool, id: JobId) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query_scalar!(
+    sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM job_unconfirmed WHERE job_id = $1) AS "exists!""#,
         id.0
     )
     .fetch_one(pool)
-    .await?)
+    .await
 }
 
 /// Records that these jobs' publishes were confirmed (or that they need none any more).

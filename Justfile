@@ -75,6 +75,23 @@ image TAG="surge:dev": setup
     cargo build --release --workspace --bins --locked
     scripts/image.sh {{TAG}}
 
+# A fault run on services of its own (loopback only): load from concurrent clients while
+# workers, gateways, the broker's connections, RabbitMQ and PostgreSQL fail, alone and in a
+# row; then a 10,000-job backlog. Counts lost, doubled and stranded jobs; fails on any.
+# `just chaos --cluster` runs it on a three-node RabbitMQ cluster and kills the queue's leader.
+chaos *ARGS: setup
+    cargo build --release --workspace --bins --locked
+    target/release/surge-chaos --bin-dir target/release {{ARGS}}
+
+# A three-node RabbitMQ cluster on this machine (AMQP 5681-5683, management 15681-15683),
+# beside the default node; `just cluster-stop` removes it. Point Surge at it with
+# SURGE_BROKER__URL=amqp://guest:guest@127.0.0.1:5681/%2f,amqp://guest:guest@127.0.0.1:5682/%2f,amqp://guest:guest@127.0.0.1:5683/%2f
+cluster: setup
+    scripts/rabbitmq-nodes.sh start .surge/rabbitmq-cluster 3 5680
+
+cluster-stop:
+    scripts/rabbitmq-nodes.sh stop .surge/rabbitmq-cluster
+
 # Throughput and latency of a sync echo through Surge against raw lapin request/reply.
 bench *ARGS: setup
     cargo build --release --workspace --bins --locked

@@ -95,8 +95,12 @@ impl TestAppBuilder {
         settings.identity.key_refresh_min_ms = 100;
         if self.identity {
             let callback = format!("http://{}/callback", listener.local_addr().expect("addr"));
-            for (tenant, path) in [("a", "realm-a"), ("b", "realm-b")] {
-                let idp = IdentityProvider::start(path, &callback).await;
+            // Started side by side: each is a Node process that takes a moment to be ready.
+            let (a, b) = tokio::join!(
+                IdentityProvider::start("realm-a", &callback),
+                IdentityProvider::start("realm-b", &callback),
+            );
+            for (tenant, idp) in [("a", a), ("b", b)] {
                 settings
                     .tenants
                     .push(tenant_settings(tenant, &idp, &callback));

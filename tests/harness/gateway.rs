@@ -4,11 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::SecretString;
 use serde_json::Value;
 use surge_gateway::config::{GatewaySettings, TenantSettings};
+use surge_gateway::routes::login::Issued;
 use surge_gateway::startup::Application;
+use surge_gateway::views::JobView;
 use tokio_util::sync::CancellationToken;
 
 use crate::{BrokerProbe, Browser, FunctionProcess, IdentityProvider, TestDatabase, eventually};
@@ -111,8 +113,12 @@ impl TestAppBuilder {
         settings.identity.key_refresh_min_ms = 100;
         if self.identity {
             let callback = format!("http://{}/callback", listener.local_addr().expect("addr"));
-            for (tenant, path) in [("a", "realm-a"), ("b", "realm-b")] {
-                let idp = IdentityProvider::start(path, &callback).await;
+            // Started side by side: each is a Node process that takes a moment to be ready.
+            let (a, b) = tokio::join!(
+                IdentityProvider::start("realm-a", &callback),
+                IdentityProvider::start("realm-b", &callback),
+            );
+            for (tenant, idp) in [("a", a), ("b", b)] {
                 settings
                     .tenants
                     .push(tenant_settings(tenant, &idp, &callback));
@@ -206,8 +212,8 @@ impl TestApp {
     }
 
     /// `POST /jobs/{function}` answered synchronously (200): the finished job.
-    pub async fn call(&self, function: &str, body: &Value) -> Value {
-        Self::expect_json(self.post_job(function, body).await, StatusCode::OK).await
+    pub async fn call(&self, function: &str, body: &Value) -> JobView {
+        self.api().call(function, body).await
     }
 
     /// A Surge with the external scaler on, polling depths every `poll_ms`.
@@ -220,22 +226,19 @@ impl TestApp {
         .await
     }
 
-    /// Logs `user` in to `tenant` through its provider in a fresh browser and returns the
-    /// callback's answer (`/token?…` mints an API key: `access_token`).
-    pub async fn login_json(&self, path_and_query: &str, user: &str) -> Value {
+    /// Logs `user` in through `path_and_query` (`/login?tenant=…` or `/token?tenant=…`) and
+    /// its tenant's provider in a fresh browser; returns the callback's answer (`/token?…`
+    /// mints an API key: `access_token`).
+    pub async fn login(&self, path_and_query: &str, user: &str) -> Issued {
         let response = Browser::new().login(&self.url(path_and_query), user).await;
-        Self::expect_json(response, StatusCode::OK).await
+        crate::read_json(response, StatusCode::OK).await
     }
 
     /// A new API key of `user` in `tenant`, through the whole login.
     pub async fn login_key(&self, tenant: &str, user: &str) -> String {
-        let issued = self
-            .login_json(&format!("/token?tenant={tenant}"), user)
-            .await;
-        issued["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
+        self.login(&format!("/token?tenant={tenant}"), user)
+            .await
+            .access_token
     }
 
     /// A request with the test's API key.
@@ -245,25 +248,11 @@ impl TestApp {
             .header("x-api-key", TEST_API_KEY)
     }
 
-    /// `POST /jobs/{function}` with a JSON body.
-    pub async fn post_job(&self, function: &str, body: &Value) -> Response {
-        self.request(Method::POST, &format!("/jobs/{function}"))
-            .json(body)
-            .send()
-            .await
-            .expect("POST /jobs")
-    }
-
     /// `POST /jobs/{function}` with `Prefer: respond-async`; returns the accepted job (202).
-    pub async fn submit_async(&self, function: &str, body: &Value) -> Value {
-        let response = self
-            .request(Method::POST, &format!("/jobs/{function}"))
-            .header("prefer", "respond-async")
-            .json(body)
-            .send()
+    pub async fn submit_async(&self, function: &str, body: &Value) -> JobView {
+        self.header("prefer", "respond-async")
+            .post(&format!("/jobs/{function}"), body, StatusCode::ACCEPTED)
             .await
-            .expect("POST /jobs");
-        Self::expect_json(response, StatusCode::ACCEPTED).await
     }
 
     /// Mints an API key for `account` of `tenant` (the entity is created on first use), as
@@ -299,25 +288,6 @@ impl TestApp {
             .header("x-api-key", key)
     }
 
-    /// Reads a JSON body after checking the status.
-    /// A problem+json answer with this status and a non-empty `detail`; returns its body.
-    pub async fn expect_problem(response: Response, status: StatusCode) -> Value {
-        assert_eq!(
-            response
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap_or_default()),
-            Some("application/problem+json")
-        );
-        let body = Self::expect_json(response, status).await;
-        assert_eq!(body["status"], status.as_u16());
-        assert!(
-            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{body}"
-        );
-        body
-    }
-
     /// `SELECT count(*) FROM <from_where>` in the test's database.
     pub async fn count(&self, from_where: &str) -> i64 {
         // Test code with literal table names from the tests themselves.
@@ -327,13 +297,6 @@ impl TestApp {
         .fetch_one(&self.db.pool)
         .await
         .expect("count")
-    }
-
-    pub async fn expect_json(response: Response, status: StatusCode) -> Value {
-        let got = response.status();
-        let text = response.text().await.expect("body");
-        assert_eq!(got, status, "unexpected status; body: {text}");
-        serde_json::from_str(&text).expect("JSON body")
     }
 
     /// The environment a function process of this test runs with.
@@ -453,18 +416,18 @@ impl TestApp {
     }
 
     /// The job's state as recorded.
-    pub async fn job_state(&self, id: &str) -> Option<String> {
+    pub async fn job_state(&self, id: impl std::fmt::Display) -> Option<String> {
         sqlx::query_scalar::<_, String>("SELECT state::text FROM job WHERE id = $1::uuid")
-            .bind(id)
+            .bind(id.to_string())
             .fetch_optional(&self.db.pool)
             .await
             .expect("read job state")
     }
 
     /// How many times the `sleep` function's effect happened for a job.
-    pub async fn sleep_runs(&self, id: &str) -> i64 {
+    pub async fn sleep_runs(&self, id: impl std::fmt::Display) -> i64 {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sleep_run WHERE job_id = $1::uuid")
-            .bind(id)
+            .bind(id.to_string())
             .fetch_one(&self.db.pool)
             .await
             .expect("count sleep runs")
@@ -481,18 +444,18 @@ impl TestApp {
     }
 
     /// Every failed attempt's problem kept for a job, oldest first.
-    pub async fn attempt_errors(&self, id: &str) -> Value {
+    pub async fn attempt_errors(&self, id: impl std::fmt::Display) -> Value {
         sqlx::query_scalar("SELECT attempt_errors FROM job WHERE id = $1::uuid")
-            .bind(id)
+            .bind(id.to_string())
             .fetch_one(&self.db.pool)
             .await
             .expect("read attempt errors")
     }
 
     /// Waits until the job reaches `state`.
-    pub async fn wait_for_state(&self, id: &str, state: &str, timeout: Duration) {
+    pub async fn wait_for_state(&self, id: impl std::fmt::Display, state: &str, timeout: Duration) {
         eventually(&format!("job {id} to be {state}"), timeout, || async {
-            (self.job_state(id).await.as_deref() == Some(state)).then_some(())
+            (self.job_state(&id).await.as_deref() == Some(state)).then_some(())
         })
         .await;
     }

@@ -1,7 +1,11 @@
 //! The test harness: each test gets its own database (created from the migrations), its own
 //! RabbitMQ name prefix, a gateway on port 0 in-process, and function processes spawned from
 //! the real binaries. Everything is removed when the [`TestApp`] is dropped, even after a panic.
+//!
+//! Tests talk to the gateway through its typed client ([`ApiClient`], `app.get`, `app.post`,
+//! …): the status each call expects, and the answer decoded into the gateway's own types.
 
+mod api;
 mod broker;
 mod database;
 mod function;
@@ -11,6 +15,7 @@ mod otlp;
 mod prometheus;
 mod proxy;
 
+pub use api::{ApiClient, Exchange, Reply, job_problem, read_json, read_problem};
 pub use broker::{BrokerProbe, close_connections_named};
 pub use database::TestDatabase;
 pub use function::{FunctionProcess, bin_dir, log_dir};

@@ -5,30 +5,21 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use surge_gateway::store::api_keys::KeySummary;
+use surge_gateway::views::{JobPage, JobView};
 use surge_tests::{FunctionProcess, TestApp, eventually};
-
-async fn status_of(app: &TestApp, key: &str, path: &str) -> StatusCode {
-    app.request_as(key, Method::GET, path)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
 
 #[tokio::test]
 async fn a_minted_key_authenticates_in_either_header_and_only_its_hash_is_stored() {
     let app = TestApp::spawn().await;
     let (key, _) = app.mint_key("acme", "ann@acme.test", 0).await;
     assert!(key.starts_with("surge_"));
-    assert_eq!(status_of(&app, &key, "/jobs").await, StatusCode::OK);
-    let bearer = app
-        .client
-        .get(app.url("/jobs"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bearer.status(), StatusCode::OK);
+    app.as_key(&key)
+        .get::<JobPage>("/jobs", StatusCode::OK)
+        .await;
+    app.as_bearer(&key)
+        .get::<JobPage>("/jobs", StatusCode::OK)
+        .await;
     let stored: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM auth")
         .fetch_one(&app.db.pool)
         .await
@@ -48,15 +39,33 @@ async fn a_tampered_key_is_refused_by_its_checksum() {
     let mut chars: Vec<char> = key.chars().collect();
     chars[10] = if chars[10] == 'x' { 'y' } else { 'x' };
     let tampered: String = chars.into_iter().collect();
-    let response = app
-        .request_as(&tampered, Method::GET, "/jobs")
-        .send()
-        .await
-        .unwrap();
-    let problem = TestApp::expect_json(response, StatusCode::UNAUTHORIZED).await;
+    let problem = app
+        .as_key(&tampered)
+        .get_problem("/jobs", StatusCode::UNAUTHORIZED)
+        .await;
+    let detail = problem.detail.unwrap();
+    assert!(detail.contains("checksum"), "{detail}");
+}
+
+#[tokio::test]
+async fn keys_are_listed_to_their_owner_without_their_secrets() {
+    let app = TestApp::spawn().await;
+    let (key, first) = app.mint_key("acme", "ann@acme.test", 0).await;
+    let (_, second) = app.mint_key("acme", "ann@acme.test", 0).await;
+    let listed = app
+        .as_key(&key)
+        .exchange(Method::GET, "/tokens")
+        .expect::<Vec<KeySummary>>(StatusCode::OK)
+        .await;
+    let mut ids: Vec<_> = listed.body.iter().map(|k| k.id).collect();
+    ids.sort();
+    let mut minted = vec![first, second];
+    minted.sort();
+    assert_eq!(ids, minted);
     assert!(
-        problem["detail"].as_str().unwrap().contains("checksum"),
-        "{problem}"
+        !listed.text.contains("surge_"),
+        "no secret is listed: {}",
+        listed.text
     );
 }
 
@@ -65,65 +74,46 @@ async fn a_revoked_key_is_refused_within_a_second() {
     let app = TestApp::spawn().await;
     let (key, id) = app.mint_key("acme", "ann@acme.test", 0).await;
     let (other, _) = app.mint_key("acme", "ann@acme.test", 0).await;
-    assert_eq!(
-        status_of(&app, &key, "/jobs").await,
-        StatusCode::OK,
-        "cached as valid"
-    );
-    let listed = TestApp::expect_json(
-        app.request_as(&other, Method::GET, "/tokens")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(listed.as_array().unwrap().len(), 2);
-    assert!(
-        listed.to_string().find("surge_").is_none(),
-        "no secret is listed"
-    );
-
-    let revoked = app
-        .request_as(&other, Method::DELETE, &format!("/token/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    // Cached as valid.
+    app.as_key(&key)
+        .get::<JobPage>("/jobs", StatusCode::OK)
+        .await;
+    app.as_key(&other)
+        .delete::<()>(&format!("/token/{id}"), StatusCode::NO_CONTENT)
+        .await;
     eventually(
         "the revoked key to be refused",
         Duration::from_millis(1500),
         || async {
-            (status_of(&app, &key, "/jobs").await == StatusCode::UNAUTHORIZED).then_some(())
+            (app.as_key(&key).status_of(Method::GET, "/jobs").await == StatusCode::UNAUTHORIZED)
+                .then_some(())
         },
     )
     .await;
-    assert_eq!(
-        status_of(&app, &other, "/jobs").await,
-        StatusCode::OK,
-        "the other key still works"
-    );
+    // The other key still works.
+    app.as_key(&other)
+        .get::<JobPage>("/jobs", StatusCode::OK)
+        .await;
 }
 
 #[tokio::test]
 async fn an_expired_key_is_refused() {
     let app = TestApp::spawn().await;
     let (key, _) = app.mint_key("acme", "ann@acme.test", 1).await;
-    assert_eq!(status_of(&app, &key, "/jobs").await, StatusCode::OK);
-    let problem = eventually("the key to expire", Duration::from_secs(4), || async {
-        let response = app
-            .request_as(&key, Method::GET, "/jobs")
-            .send()
-            .await
-            .ok()?;
-        (response.status() == StatusCode::UNAUTHORIZED).then_some(response)
+    app.as_key(&key)
+        .get::<JobPage>("/jobs", StatusCode::OK)
+        .await;
+    eventually("the key to expire", Duration::from_secs(4), || async {
+        (app.as_key(&key).status_of(Method::GET, "/jobs").await == StatusCode::UNAUTHORIZED)
+            .then_some(())
     })
     .await;
-    let body: serde_json::Value = problem.json().await.unwrap();
-    assert!(
-        body["detail"].as_str().unwrap().contains("expired"),
-        "{body}"
-    );
+    let problem = app
+        .as_key(&key)
+        .get_problem("/jobs", StatusCode::UNAUTHORIZED)
+        .await;
+    let detail = problem.detail.unwrap();
+    assert!(detail.contains("expired"), "{detail}");
 }
 
 #[tokio::test]
@@ -132,38 +122,26 @@ async fn one_tenants_key_never_sees_another_tenants_jobs_or_keys() {
     let _echo = app.start_function("echo", &[]).await;
     let (acme, acme_key_id) = app.mint_key("acme", "ann@acme.test", 0).await;
     let (globex, _) = app.mint_key("globex", "ann@acme.test", 0).await;
-    let job = app
-        .request_as(&acme, Method::POST, "/jobs/echo")
-        .json(&json!({"secret": "acme"}))
-        .send()
-        .await
-        .unwrap();
-    let job = TestApp::expect_json(job, StatusCode::OK).await;
-    let id = job["id"].as_str().unwrap();
-    assert_eq!(
-        status_of(&app, &acme, &format!("/jobs/{id}")).await,
-        StatusCode::OK
-    );
-    assert_eq!(
-        status_of(&app, &globex, &format!("/jobs/{id}")).await,
-        StatusCode::NOT_FOUND
-    );
-    let list = TestApp::expect_json(
-        app.request_as(&globex, Method::GET, "/jobs")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    assert!(list["jobs"].as_array().unwrap().is_empty(), "{list}");
-    let steal = app
-        .request_as(&globex, Method::DELETE, &format!("/token/{acme_key_id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(steal.status(), StatusCode::NOT_FOUND);
-    assert_eq!(status_of(&app, &acme, "/jobs").await, StatusCode::OK);
+    let job: JobView = app
+        .as_key(&acme)
+        .post("/jobs/echo", &json!({"secret": "acme"}), StatusCode::OK)
+        .await;
+    let path = format!("/jobs/{}", job.id);
+    let own: JobView = app.as_key(&acme).get(&path, StatusCode::OK).await;
+    assert_eq!(own.result, Some(json!({"secret": "acme"})));
+    app.as_key(&globex)
+        .get_problem(&path, StatusCode::NOT_FOUND)
+        .await;
+    let list: JobPage = app.as_key(&globex).get("/jobs", StatusCode::OK).await;
+    assert!(list.jobs.is_empty(), "{list:?}");
+    let listed: Vec<KeySummary> = app.as_key(&globex).get("/tokens", StatusCode::OK).await;
+    assert!(listed.iter().all(|k| k.id != acme_key_id), "{listed:?}");
+    app.as_key(&globex)
+        .delete_problem(&format!("/token/{acme_key_id}"), StatusCode::NOT_FOUND)
+        .await;
+    app.as_key(&acme)
+        .get::<JobPage>("/jobs", StatusCode::OK)
+        .await;
 }
 
 #[tokio::test]
@@ -193,7 +171,9 @@ async fn surge_key_create_prints_a_working_key_once() {
         .lines()
         .find(|l| l.starts_with("surge_"))
         .expect("the key is printed");
-    assert_eq!(status_of(&app, key, "/jobs").await, StatusCode::OK);
+    app.as_key(key)
+        .get::<JobPage>("/jobs", StatusCode::OK)
+        .await;
     assert_eq!(
         output.matches("surge_").count(),
         1,
@@ -214,29 +194,30 @@ async fn an_entity_over_its_rate_limit_gets_429_with_retry_after() {
     let (busy, _) = app.mint_key("acme", "busy@acme.test", 0).await;
     let (other, _) = app.mint_key("acme", "calm@acme.test", 0).await;
     for _ in 0..3 {
-        assert_eq!(status_of(&app, &busy, "/jobs").await, StatusCode::OK);
+        app.as_key(&busy)
+            .get::<JobPage>("/jobs", StatusCode::OK)
+            .await;
     }
     let limited = app
-        .request_as(&busy, Method::GET, "/jobs")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    let headers = limited.headers().clone();
-    assert_eq!(headers["retry-after"], "1");
-    assert_eq!(headers["ratelimit-limit"], "3");
-    assert_eq!(headers["ratelimit-remaining"], "0");
-    let body = TestApp::expect_json(limited, StatusCode::TOO_MANY_REQUESTS).await;
-    assert_eq!(body["type"], "urn:surge:problem:rate-limited");
-    assert_eq!(
-        status_of(&app, &other, "/jobs").await,
-        StatusCode::OK,
-        "per entity"
-    );
+        .as_key(&busy)
+        .exchange(Method::GET, "/jobs")
+        .expect_problem(StatusCode::TOO_MANY_REQUESTS)
+        .await;
+    assert_eq!(limited.header("retry-after"), "1");
+    assert_eq!(limited.header("ratelimit-limit"), "3");
+    assert_eq!(limited.header("ratelimit-remaining"), "0");
+    assert_eq!(limited.body.kind, "urn:surge:problem:rate-limited");
+    // Per entity.
+    app.as_key(&other)
+        .get::<JobPage>("/jobs", StatusCode::OK)
+        .await;
     eventually(
         "the limit lets the entity in again",
         Duration::from_secs(3),
-        || async { (status_of(&app, &busy, "/jobs").await == StatusCode::OK).then_some(()) },
+        || async {
+            (app.as_key(&busy).status_of(Method::GET, "/jobs").await == StatusCode::OK)
+                .then_some(())
+        },
     )
     .await;
 }

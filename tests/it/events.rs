@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use surge_gateway::views::JobView;
 use surge_tests::{BrokerProbe, TEST_API_KEY, TestApp, python_ce_client};
 
 fn event(id: &str, ty: &str, data: Value) -> Value {
@@ -53,16 +54,16 @@ async fn a_python_producers_event_becomes_a_job_stamped_with_the_callers_entity(
     )
     .await;
     assert_eq!(sent["status"], 202, "{sent}");
-    let job: Value = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
-    let id = job["id"].as_str().unwrap().to_owned();
+    let job: JobView = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
+    let id = job.id;
     assert_eq!(sent["headers"]["location"], format!("/jobs/{id}"));
-    app.wait_for_state(&id, "succeeded", Duration::from_secs(10))
+    app.wait_for_state(id, "succeeded", Duration::from_secs(10))
         .await;
 
     let delivery = BrokerProbe::next(&mut completions, Duration::from_secs(10)).await;
     let completion = surge_contract::binding::decode(&delivery.properties, &delivery.data).unwrap();
-    let owner: uuid::Uuid = sqlx::query_scalar("SELECT owner_id FROM job WHERE id = $1::uuid")
-        .bind(&id)
+    let owner: uuid::Uuid = sqlx::query_scalar("SELECT owner_id FROM job WHERE id = $1")
+        .bind(id.0)
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
@@ -80,8 +81,9 @@ async fn a_python_producers_event_becomes_a_job_stamped_with_the_callers_entity(
         None,
     )
     .await;
-    let again: Value = serde_json::from_str(again["body"].as_str().unwrap()).unwrap();
-    assert_eq!(again["id"], id.as_str());
+    assert_eq!(again["status"], 202, "{again}");
+    let again: JobView = serde_json::from_str(again["body"].as_str().unwrap()).unwrap();
+    assert_eq!(again.id, id);
 }
 
 #[tokio::test]
@@ -116,35 +118,28 @@ async fn a_batch_is_accepted_whole_or_refused_whole() {
                "datacontenttype": "application/json", "data": {"id": id}})
     };
     let post = |batch: Value| {
-        app.request(Method::POST, "/events")
-            .header("content-type", "application/cloudevents-batch+json")
-            .body(batch.to_string())
-            .send()
+        app.exchange(Method::POST, "/events")
+            .body("application/cloudevents-batch+json", batch.to_string())
     };
-    let ok = post(json!([
+    let jobs: Vec<JobView> = post(json!([
         item("b-1", "dev.surge.fn.echo"),
         item("b-2", "dev.surge.fn.sleep")
     ]))
+    .expect(StatusCode::ACCEPTED)
     .await
-    .unwrap();
-    let jobs = TestApp::expect_json(ok, StatusCode::ACCEPTED).await;
-    assert_eq!(jobs.as_array().unwrap().len(), 2);
-    assert_eq!(jobs[1]["function"], "sleep");
+    .body;
+    let functions: Vec<&str> = jobs.iter().map(|j| j.function.as_str()).collect();
+    assert_eq!(functions, ["echo", "sleep"], "in order");
 
-    let bad = post(json!([
+    let problem = post(json!([
         item("b-3", "dev.surge.fn.echo"),
         item("b-4", "com.example.unknown")
     ]))
+    .expect_problem(StatusCode::BAD_REQUEST)
     .await
-    .unwrap();
-    let problem = TestApp::expect_json(bad, StatusCode::BAD_REQUEST).await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("com.example.unknown"),
-        "{problem}"
-    );
+    .body;
+    let detail = problem.detail.unwrap();
+    assert!(detail.contains("com.example.unknown"), "{detail}");
     let count = app.count("job").await;
     assert_eq!(count, 2, "nothing of the refused batch was accepted");
 }
@@ -152,19 +147,12 @@ async fn a_batch_is_accepted_whole_or_refused_whole() {
 #[tokio::test]
 async fn a_body_that_is_not_a_cloud_event_is_400() {
     let app = TestApp::spawn().await;
-    let response = app
-        .request(Method::POST, "/events")
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
+    let problem = app
+        .exchange(Method::POST, "/events")
+        .body("application/json", "{}")
+        .expect_problem(StatusCode::BAD_REQUEST)
         .await
-        .unwrap();
-    let problem = TestApp::expect_json(response, StatusCode::BAD_REQUEST).await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("not a CloudEvent"),
-        "{problem}"
-    );
+        .body;
+    let detail = problem.detail.unwrap();
+    assert!(detail.contains("not a CloudEvent"), "{detail}");
 }

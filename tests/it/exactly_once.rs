@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use surge_gateway::views::JobView;
 use surge_tests::TestApp;
 
 #[tokio::test]
@@ -14,10 +15,10 @@ async fn a_job_whose_worker_is_killed_completes_on_another_process_exactly_once(
         .await;
 
     let request = app
-        .request(Method::POST, "/jobs/sleep")
         .header("prefer", "wait=60")
+        .exchange(Method::POST, "/jobs/sleep")
         .json(&json!({"ms": 5000}))
-        .send();
+        .expect::<JobView>(StatusCode::OK);
     let caller = tokio::spawn(request);
 
     // The job is checked out by the first worker...
@@ -38,11 +39,10 @@ async fn a_job_whose_worker_is_killed_completes_on_another_process_exactly_once(
     assert_eq!(app.sleep_runs(&id).await, 0);
     first.sigkill();
 
-    let response = caller.await.unwrap().unwrap();
-    let job = TestApp::expect_json(response, StatusCode::OK).await;
-    assert_eq!(job["id"], id.as_str());
-    assert_eq!(job["state"], "succeeded");
-    assert_eq!(job["attempts"], 2, "the second process took it over");
+    let job = caller.await.unwrap().body;
+    assert_eq!(job.id.to_string(), id);
+    assert_eq!(job.state.as_str(), "succeeded");
+    assert_eq!(job.attempts, Some(2), "the second process took it over");
     assert_eq!(
         app.sleep_runs(&id).await,
         1,
@@ -60,11 +60,9 @@ async fn many_jobs_across_two_workers_each_run_once() {
         .start_function("sleep", &[("SURGE_FUNCTION__CONCURRENCY", "4")])
         .await;
     let bodies: Vec<_> = (0..40).map(|i| json!({"ms": i % 7})).collect();
-    let calls = bodies.iter().map(|body| app.post_job("sleep", body));
-    let responses = futures_util::future::join_all(calls).await;
-    for response in responses {
-        let job = TestApp::expect_json(response, StatusCode::OK).await;
-        assert_eq!(job["state"], "succeeded");
+    let calls = bodies.iter().map(|body| app.call("sleep", body));
+    for job in futures_util::future::join_all(calls).await {
+        assert_eq!(job.state.as_str(), "succeeded");
     }
     let (runs, jobs): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM sleep_run), (SELECT count(DISTINCT job_id) FROM sleep_run)",

@@ -5,9 +5,9 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
-use surge_tests::{BrokerProbe, TestApp, TestAppBuilder, close_connections_named};
+use surge_tests::{BrokerProbe, TestApp, TestAppBuilder, close_connections_named, job_problem};
 
 #[tokio::test]
 async fn a_poison_job_is_dead_after_its_attempts_and_other_jobs_are_unaffected() {
@@ -21,29 +21,24 @@ async fn a_poison_job_is_dead_after_its_attempts_and_other_jobs_are_unaffected()
         .start_function("sleep", &[("SURGE_FUNCTION__CONCURRENCY", "2")])
         .await;
     let poison_body = json!({"panic": true});
-    let poison = app.post_job("sleep", &poison_body);
+    let poison = app.call("sleep", &poison_body);
     let fine = async {
         let mut ok = 0;
         for i in 0..5 {
             let job = app.call("sleep", &json!({"ms": i})).await;
-            ok += i64::from(job["state"] == "succeeded");
+            ok += i64::from(job.state.as_str() == "succeeded");
         }
         ok
     };
-    let (poison, ok) = tokio::join!(poison, fine);
+    let (job, ok) = tokio::join!(poison, fine);
     assert_eq!(ok, 5, "other jobs kept flowing");
-    let job = TestApp::expect_json(poison, StatusCode::OK).await;
-    assert_eq!(job["state"], "dead");
-    assert_eq!(job["attempts"], 3);
-    assert_eq!(job["error"]["type"], "urn:surge:problem:job-dead");
-    assert!(
-        job["error"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("panicked"),
-        "{job}"
-    );
-    let errors = app.attempt_errors(job["id"].as_str().unwrap()).await;
+    assert_eq!(job.state.as_str(), "dead");
+    assert_eq!(job.attempts, Some(3));
+    let problem = job_problem(&job);
+    assert_eq!(problem.kind, "urn:surge:problem:job-dead");
+    let detail = problem.detail.unwrap();
+    assert!(detail.contains("panicked"), "{detail}");
+    let errors = app.attempt_errors(job.id).await;
     assert_eq!(
         errors.as_array().unwrap().len(),
         3,
@@ -51,11 +46,51 @@ async fn a_poison_job_is_dead_after_its_attempts_and_other_jobs_are_unaffected()
     );
 }
 
-#[tokio::test]
-async fn a_malformed_message_is_dead_lettered_with_its_reason_and_the_function_keeps_working() {
+/// Publishes a raw message to `sleep`'s queue, and returns the reason it was dead-lettered
+/// with, once the function has refused it; then checks the function still works and still
+/// drains and exits cleanly.
+async fn dead_letter_reason(properties: BasicProperties, body: &[u8]) -> String {
     let mut app = TestApp::spawn().await;
     let mut sleep = app.start_function("sleep", &[]).await;
     let probe = BrokerProbe::connect().await;
+    probe
+        .publish(
+            &format!("{}surge.jobs", app.prefix),
+            "sleep",
+            properties,
+            body,
+        )
+        .await;
+    let dead_queue = format!("{}fn.sleep.dead", app.prefix);
+    surge_tests::eventually("a dead letter", Duration::from_secs(10), || async {
+        (probe.queue_counts(&dead_queue).await.0 == 1).then_some(())
+    })
+    .await;
+    let got = probe
+        .channel
+        .basic_get(dead_queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("a dead letter");
+    let reason =
+        got.delivery.properties.headers().as_ref().unwrap().inner()["x-surge-dead-reason"].clone();
+    let AMQPValue::LongString(reason) = reason else {
+        panic!("reason is text")
+    };
+
+    let job = app.call("sleep", &json!({})).await;
+    assert_eq!(
+        job.state.as_str(),
+        "succeeded",
+        "the function is still consuming"
+    );
+    sleep.sigterm();
+    assert!(sleep.wait(Duration::from_secs(10)).await.success());
+    String::from_utf8(reason.as_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn an_event_with_a_malformed_attribute_is_dead_lettered_with_its_reason() {
     let mut headers = FieldTable::default();
     headers.insert("ce-specversion".into(), AMQPValue::LongString("1.0".into()));
     headers.insert("ce-id".into(), AMQPValue::LongString("m-1".into()));
@@ -74,59 +109,23 @@ async fn a_malformed_message_is_dead_lettered_with_its_reason_and_the_function_k
     let props = BasicProperties::default()
         .with_headers(headers)
         .with_content_type("application/json".into());
-    probe
-        .publish(&format!("{}surge.jobs", app.prefix), "sleep", props, b"{}")
-        .await;
+    let reason = dead_letter_reason(props, b"{}").await;
+    assert!(reason.contains("time"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_a_cloud_event_is_dead_lettered_with_its_reason() {
     let not_an_event = BasicProperties::default().with_content_type("text/plain".into());
-    probe
-        .publish(
-            &format!("{}surge.jobs", app.prefix),
-            "sleep",
-            not_an_event,
-            b"hello",
-        )
-        .await;
-
-    let dead_queue = format!("{}fn.sleep.dead", app.prefix);
-    surge_tests::eventually("two dead letters", Duration::from_secs(10), || async {
-        (probe.queue_counts(&dead_queue).await.0 == 2).then_some(())
-    })
-    .await;
-    let mut reasons = Vec::new();
-    for _ in 0..2 {
-        let got = probe
-            .channel
-            .basic_get(dead_queue.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-            .expect("a dead letter");
-        let reason =
-            got.delivery.properties.headers().as_ref().unwrap().inner()["x-surge-dead-reason"]
-                .clone();
-        let AMQPValue::LongString(reason) = reason else {
-            panic!("reason is text")
-        };
-        reasons.push(String::from_utf8(reason.as_bytes().to_vec()).unwrap());
-    }
-    reasons.sort();
-    assert!(reasons[0].contains("time"), "{reasons:?}");
-    assert!(reasons[1].contains("not a CloudEvent"), "{reasons:?}");
-
-    let job = app.call("sleep", &json!({})).await;
-    assert_eq!(job["state"], "succeeded", "the function is still consuming");
-    sleep.sigterm();
-    assert!(sleep.wait(Duration::from_secs(10)).await.success());
+    let reason = dead_letter_reason(not_an_event, b"hello").await;
+    assert!(reason.contains("not a CloudEvent"), "{reason}");
 }
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_work_finish_and_exits_0() {
     let mut app = TestApp::spawn().await;
     let mut sleep = app.start_function("sleep", &[]).await;
-    let id = app.submit_async("sleep", &json!({"ms": 1500})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.wait_for_state(&id, "running", Duration::from_secs(10))
+    let id = app.submit_async("sleep", &json!({"ms": 1500})).await.id;
+    app.wait_for_state(id, "running", Duration::from_secs(10))
         .await;
     sleep.sigterm();
     let status = sleep.wait(Duration::from_secs(20)).await;
@@ -136,11 +135,11 @@ async fn sigterm_lets_in_flight_work_finish_and_exits_0() {
         sleep.output()
     );
     assert_eq!(
-        app.job_state(&id).await.as_deref(),
+        app.job_state(id).await.as_deref(),
         Some("succeeded"),
         "finished before exiting"
     );
-    assert_eq!(app.sleep_runs(&id).await, 1);
+    assert_eq!(app.sleep_runs(id).await, 1);
     let (ready, _) = BrokerProbe::connect()
         .await
         .queue_counts(&format!("{}fn.sleep", app.prefix))
@@ -167,8 +166,8 @@ async fn gateway_and_function_reconnect_after_the_broker_closes_their_connection
         "the gateway to be ready",
         Duration::from_secs(20),
         || async {
-            let r = app.client.get(app.url("/readyz")).send().await.ok()?;
-            (r.status() == StatusCode::OK).then_some(())
+            (app.anonymous().status_of(Method::GET, "/readyz").await == StatusCode::OK)
+                .then_some(())
         },
     )
     .await;
@@ -187,7 +186,7 @@ async fn gateway_and_function_reconnect_after_the_broker_closes_their_connection
     )
     .await;
     let job = app.call("echo", &json!("after")).await;
-    assert_eq!(job["result"], "after");
+    assert_eq!(job.result, Some(json!("after")));
 }
 
 #[tokio::test]
@@ -208,6 +207,6 @@ async fn jobs_succeed_after_the_database_drops_every_connection() {
     );
     for i in 0..3 {
         let job = app.call("sleep", &json!({"ms": i})).await;
-        assert_eq!(job["state"], "succeeded");
+        assert_eq!(job.state.as_str(), "succeeded");
     }
 }

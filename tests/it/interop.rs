@@ -138,9 +138,6 @@ async fn a_function_in_http_mode_takes_events_from_the_python_sdk_once_each() {
         .send()
         .await
         .unwrap();
-    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
-    assert_eq!(
-        refused.headers()["content-type"],
-        "application/problem+json"
-    );
+    let problem = surge_tests::read_problem(refused, reqwest::StatusCode::BAD_REQUEST).await;
+    assert_eq!(problem.kind, "urn:surge:problem:bad-request");
 }

@@ -12,14 +12,12 @@ async fn a_sync_call_returns_the_functions_result() {
     let mut app = TestApp::spawn().await;
     let _echo = app.start_function("echo", &[]).await;
     let body = json!({"hello": "world", "n": [1, 2, 3]});
-    let response = app.post_job("echo", &body).await;
-    let job: JobView =
-        serde_json::from_value(TestApp::expect_json(response, StatusCode::OK).await).unwrap();
+    let job: JobView = app.post("/jobs/echo", &body, StatusCode::OK).await;
     assert_eq!(job.state.as_str(), "succeeded");
     assert_eq!(job.result, Some(body));
     assert_eq!(job.function, "echo");
     assert_eq!(job.attempts, Some(1));
-    let stored = app.job_state(&job.id.to_string()).await;
+    let stored = app.job_state(job.id).await;
     assert_eq!(stored.as_deref(), Some("succeeded"));
 }
 
@@ -27,7 +25,13 @@ async fn a_sync_call_returns_the_functions_result() {
 async fn times_are_utc_rfc_3339_with_z() {
     let mut app = TestApp::spawn().await;
     let _echo = app.start_function("echo", &[]).await;
-    let job = app.call("echo", &json!(1)).await;
+    // As sent, not as a `DateTime` would read any offset.
+    let job = app
+        .exchange(Method::POST, "/jobs/echo")
+        .json(&json!(1))
+        .expect::<serde_json::Value>(StatusCode::OK)
+        .await
+        .body;
     for field in ["created_at", "finished_at"] {
         let t = job[field].as_str().unwrap();
         assert!(t.ends_with('Z'), "{field} = {t}");
@@ -39,24 +43,20 @@ async fn times_are_utc_rfc_3339_with_z() {
 async fn respond_async_answers_202_with_location_and_the_job_completes() {
     let mut app = TestApp::spawn().await;
     let _echo = app.start_function("echo", &[]).await;
-    let response = app
-        .request(Method::POST, "/jobs/echo")
+    let accepted = app
         .header("prefer", "respond-async")
+        .exchange(Method::POST, "/jobs/echo")
         .json(&json!({"x": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["preference-applied"], "respond-async");
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let job: JobView =
-        serde_json::from_value(TestApp::expect_json(response, StatusCode::ACCEPTED).await).unwrap();
+        .expect::<JobView>(StatusCode::ACCEPTED)
+        .await;
+    assert_eq!(accepted.header("preference-applied"), "respond-async");
+    let location = accepted.header("location");
+    let job = &accepted.body;
     assert_eq!(location, format!("/jobs/{}", job.id));
     assert_eq!(job.state.as_str(), "queued");
-    app.wait_for_state(&job.id.to_string(), "succeeded", Duration::from_secs(10))
+    app.wait_for_state(job.id, "succeeded", Duration::from_secs(10))
         .await;
-    let read = app.request(Method::GET, &location).send().await.unwrap();
-    let read: JobView =
-        serde_json::from_value(TestApp::expect_json(read, StatusCode::OK).await).unwrap();
+    let read: JobView = app.get(location, StatusCode::OK).await;
     assert_eq!(read.result, Some(json!({"x": 1})));
     assert_eq!(read.input, Some(json!({"x": 1})));
     assert!(read.started_at.is_some() && read.finished_at.is_some());
@@ -66,39 +66,41 @@ async fn respond_async_answers_202_with_location_and_the_job_completes() {
 async fn a_sync_call_past_its_wait_falls_back_to_202_and_the_job_still_completes() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
-    let response = app
-        .request(Method::POST, "/jobs/sleep")
+    let accepted = app
         .header("prefer", "wait=1")
+        .exchange(Method::POST, "/jobs/sleep")
         .json(&json!({"ms": 2500}))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.headers().contains_key("location"));
-    let job = TestApp::expect_json(response, StatusCode::ACCEPTED).await;
-    let id = job["id"].as_str().unwrap().to_owned();
-    app.wait_for_state(&id, "succeeded", Duration::from_secs(10))
+        .expect::<JobView>(StatusCode::ACCEPTED)
         .await;
-    assert_eq!(app.sleep_runs(&id).await, 1);
+    let id = accepted.body.id;
+    assert_eq!(accepted.header("location"), format!("/jobs/{id}"));
+    app.wait_for_state(id, "succeeded", Duration::from_secs(10))
+        .await;
+    assert_eq!(app.sleep_runs(id).await, 1);
 }
 
 #[tokio::test]
 async fn a_repeated_idempotency_key_returns_the_first_job_and_runs_it_once() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
-    let send = |body: serde_json::Value| {
-        app.request(Method::POST, "/jobs/sleep")
-            .header("idempotency-key", "order-42")
-            .json(&body)
-            .send()
-    };
-    let first = TestApp::expect_json(send(json!({"ms": 10})).await.unwrap(), StatusCode::OK).await;
-    let again = TestApp::expect_json(send(json!({"ms": 10})).await.unwrap(), StatusCode::OK).await;
-    assert_eq!(first["id"], again["id"]);
-    assert_eq!(again["state"], "succeeded");
-    assert_eq!(app.sleep_runs(first["id"].as_str().unwrap()).await, 1);
-    let other = send(json!({"ms": 11})).await.unwrap();
-    let problem = TestApp::expect_json(other, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["type"], "urn:surge:problem:idempotency-key-reused");
+    let keyed = app.header("idempotency-key", "order-42");
+    let first: JobView = keyed
+        .post("/jobs/sleep", &json!({"ms": 10}), StatusCode::OK)
+        .await;
+    let again: JobView = keyed
+        .post("/jobs/sleep", &json!({"ms": 10}), StatusCode::OK)
+        .await;
+    assert_eq!(first.id, again.id);
+    assert_eq!(again.state.as_str(), "succeeded");
+    assert_eq!(app.sleep_runs(first.id).await, 1);
+    let problem = keyed
+        .post_problem(
+            "/jobs/sleep",
+            &json!({"ms": 11}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert_eq!(problem.kind, "urn:surge:problem:idempotency-key-reused");
 }
 
 #[tokio::test]
@@ -107,28 +109,17 @@ async fn the_job_list_pages_through_the_callers_jobs_newest_first() {
     let _echo = app.start_function("echo", &[]).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let job = app.call("echo", &json!(i)).await;
-        ids.push(job["id"].as_str().unwrap().to_owned());
+        ids.push(app.call("echo", &json!(i)).await.id);
     }
     ids.reverse();
-    let page = app
-        .request(Method::GET, "/jobs?limit=3")
-        .send()
-        .await
-        .unwrap();
-    let page: JobPage =
-        serde_json::from_value(TestApp::expect_json(page, StatusCode::OK).await).unwrap();
-    let got: Vec<String> = page.jobs.iter().map(|j| j.id.to_string()).collect();
+    let page: JobPage = app.get("/jobs?limit=3", StatusCode::OK).await;
+    let got: Vec<_> = page.jobs.iter().map(|j| j.id).collect();
     assert_eq!(got, ids[..3]);
     let next = page.next_before.expect("a next page");
-    let page = app
-        .request(Method::GET, &format!("/jobs?limit=3&before={next}"))
-        .send()
-        .await
-        .unwrap();
-    let page: JobPage =
-        serde_json::from_value(TestApp::expect_json(page, StatusCode::OK).await).unwrap();
-    let got: Vec<String> = page.jobs.iter().map(|j| j.id.to_string()).collect();
+    let page: JobPage = app
+        .get(&format!("/jobs?limit=3&before={next}"), StatusCode::OK)
+        .await;
+    let got: Vec<_> = page.jobs.iter().map(|j| j.id).collect();
     assert_eq!(got, ids[3..]);
     assert!(page.next_before.is_none());
 }
@@ -138,11 +129,13 @@ async fn a_permanent_failure_is_answered_with_its_problem() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
     let job = app.call("sleep", &json!({"fail": "permanent"})).await;
-    assert_eq!(job["state"], "failed");
-    assert_eq!(job["error"]["type"], "urn:surge:problem:job-failed");
-    assert_eq!(job["attempts"], 1);
-    let id = job["id"].as_str().unwrap();
-    assert_eq!(app.sleep_runs(id).await, 0);
+    assert_eq!(job.state.as_str(), "failed");
+    assert_eq!(
+        surge_tests::job_problem(&job).kind,
+        "urn:surge:problem:job-failed"
+    );
+    assert_eq!(job.attempts, Some(1));
+    assert_eq!(app.sleep_runs(job.id).await, 0);
 }
 
 #[tokio::test]
@@ -150,24 +143,22 @@ async fn input_of_the_wrong_shape_fails_the_job_without_retrying() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
     let job = app.call("sleep", &json!({"ms": "soon"})).await;
-    assert_eq!(job["state"], "failed");
-    assert_eq!(job["error"]["type"], "urn:surge:problem:job-invalid-input");
-    assert_eq!(job["attempts"], 1);
+    assert_eq!(job.state.as_str(), "failed");
+    assert_eq!(
+        surge_tests::job_problem(&job).kind,
+        "urn:surge:problem:job-invalid-input"
+    );
+    assert_eq!(job.attempts, Some(1));
 }
 
 #[tokio::test]
 async fn a_retryable_failure_is_retried_until_it_succeeds() {
     let mut app = TestApp::spawn().await;
     let _sleep = app.start_function("sleep", &[]).await;
-    let job = TestApp::expect_json(
-        app.post_job("sleep", &json!({"succeed_on_attempt": 3}))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(job["state"], "succeeded");
-    assert_eq!(job["attempts"], 3);
-    assert_eq!(job["result"]["attempt"], 3);
-    let errors = app.attempt_errors(job["id"].as_str().unwrap()).await;
+    let job = app.call("sleep", &json!({"succeed_on_attempt": 3})).await;
+    assert_eq!(job.state.as_str(), "succeeded");
+    assert_eq!(job.attempts, Some(3));
+    assert_eq!(job.result.as_ref().unwrap()["attempt"], 3);
+    let errors = app.attempt_errors(job.id).await;
     assert_eq!(errors.as_array().unwrap().len(), 2, "{errors}");
 }

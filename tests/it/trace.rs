@@ -7,6 +7,7 @@ use cloudevents::AttributesReader;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use surge_contract::telemetry::trace_id_of;
+use surge_gateway::views::JobView;
 use surge_tests::{BrokerProbe, TestApp};
 
 #[tokio::test]
@@ -17,18 +18,14 @@ async fn the_gateways_and_the_functions_spans_share_one_trace_id() {
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let response = app
-        .request(Method::POST, "/jobs/echo")
+    let reply = app
         .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .exchange(Method::POST, "/jobs/echo")
         .json(&json!({"traced": true}))
-        .send()
-        .await
-        .unwrap();
-    let gateway_tp = response.headers()["traceparent"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let job = TestApp::expect_json(response, StatusCode::OK).await;
+        .expect::<JobView>(StatusCode::OK)
+        .await;
+    let gateway_tp = reply.header("traceparent").to_owned();
+    let job = reply.body;
     assert_eq!(
         trace_id_of(&gateway_tp),
         Some(trace_id),
@@ -36,8 +33,8 @@ async fn the_gateways_and_the_functions_spans_share_one_trace_id() {
     );
 
     // The request event carried the gateway's context; the job record keeps it.
-    let recorded: String = sqlx::query_scalar("SELECT trace_parent FROM job WHERE id = $1::uuid")
-        .bind(job["id"].as_str().unwrap())
+    let recorded: String = sqlx::query_scalar("SELECT trace_parent FROM job WHERE id = $1")
+        .bind(job.id.0)
         .fetch_one(&app.db.pool)
         .await
         .unwrap();
@@ -46,7 +43,7 @@ async fn the_gateways_and_the_functions_spans_share_one_trace_id() {
     // The completion was published from the function's span: same trace, its own span id.
     let delivery = BrokerProbe::next(&mut completions, Duration::from_secs(10)).await;
     let event = surge_contract::binding::decode(&delivery.properties, &delivery.data).unwrap();
-    assert_eq!(event.subject(), job["id"].as_str());
+    assert_eq!(event.subject(), Some(job.id.to_string().as_str()));
     let function_tp = event
         .extension("traceparent")
         .expect("traceparent on the completion")

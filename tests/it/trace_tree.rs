@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
-use surge_tests::{OtlpReceiver, ReceivedSpan, SpanKind, TEST_API_KEY, TestApp, tree};
+use surge_gateway::views::JobView;
+use surge_tests::{OtlpReceiver, ReceivedSpan, SpanKind, TestApp, tree};
 
 #[tokio::test]
 async fn a_jobs_spans_form_one_tree_from_request_to_reply() {
@@ -25,17 +26,14 @@ async fn a_jobs_spans_form_one_tree_from_request_to_reply() {
 
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let caller_span = "00f067aa0ba902b7";
-    let response = app
-        .client
-        .request(Method::POST, format!("{url}/jobs/echo"))
-        .header("x-api-key", TEST_API_KEY)
+    let job: JobView = app
+        .api()
+        .on(&url)
         .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .json(&json!({"traced": true}))
-        .send()
-        .await
-        .unwrap();
-    let job = TestApp::expect_json(response, StatusCode::OK).await;
-    let job_id = job["id"].as_str().unwrap();
+        .post("/jobs/echo", &json!({"traced": true}), StatusCode::OK)
+        .await;
+    let job_id = job.id.to_string();
+    let job_id = job_id.as_str();
 
     let spans = otlp
         .wait_for_trace(&trace_id, 6, Duration::from_secs(20))

@@ -4,11 +4,14 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-use surge_tests::{TestApp, eventually, management_url};
+use surge_gateway::routes::login::Me;
+use surge_gateway::views::JobView;
+use surge_tests::{FunctionProcess, TestApp, eventually, management_url};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use uuid::Uuid;
 
 pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -90,27 +93,36 @@ pub(crate) async fn event_bindings(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-async fn entity_of(app: &TestApp, key: &str) -> String {
-    let me = app
-        .request_as(key, Method::GET, "/me")
-        .send()
-        .await
-        .unwrap();
-    TestApp::expect_json(me, StatusCode::OK).await["entity_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+/// Two entities with the same address in two tenants, each subscribed to its `echo`
+/// completions, ann with `X-API-Key` and eve as a browser does.
+struct TwoEntities {
+    app: TestApp,
+    _echo: FunctionProcess,
+    ann: String,
+    eve: String,
+    ann_entity: Uuid,
+    eve_entity: Uuid,
+    ann_ws: Socket,
+    eve_ws: Socket,
 }
 
-#[tokio::test]
-async fn each_entity_receives_its_own_completions_and_no_one_elses() {
+async fn two_entities() -> TwoEntities {
     let mut app = TestApp::spawn().await;
-    let _echo = app.start_function("echo", &[]).await;
+    let echo = app.start_function("echo", &[]).await;
     let (ann, _) = app.mint_key("acme", "ann@acme.test", 0).await;
     // Same address, another tenant: another entity.
     let (eve, _) = app.mint_key("evil", "ann@acme.test", 0).await;
-    let (ann_entity, eve_entity) = (entity_of(&app, &ann).await, entity_of(&app, &eve).await);
-
+    let ann_entity = app
+        .as_key(&ann)
+        .get::<Me>("/me", StatusCode::OK)
+        .await
+        .entity_id;
+    let eve_entity = app
+        .as_key(&eve)
+        .get::<Me>("/me", StatusCode::OK)
+        .await
+        .entity_id;
+    assert_ne!(ann_entity, eve_entity);
     let mut ann_ws = connect(&app, &ann, false).await;
     let mut eve_ws = connect(&app, &eve, true).await;
     for ws in [&mut ann_ws, &mut eve_ws] {
@@ -120,78 +132,97 @@ async fn each_entity_receives_its_own_completions_and_no_one_elses() {
             json!({"type": "subscribed", "jobs": [], "functions": ["echo"], "scope": "own"})
         );
     }
-    let bound = event_bindings(&app).await;
-    for entity in [&ann_entity, &eve_entity] {
+    TwoEntities {
+        app,
+        _echo: echo,
+        ann,
+        eve,
+        ann_entity,
+        eve_entity,
+        ann_ws,
+        eve_ws,
+    }
+}
+
+/// Whether a binding of `surge.events` names `entity`.
+async fn bound(app: &TestApp, entity: Uuid) -> bool {
+    let entity = entity.to_string();
+    event_bindings(app)
+        .await
+        .iter()
+        .any(|k| k.contains(entity.as_str()))
+}
+
+#[tokio::test]
+async fn a_subscription_binds_the_entitys_completions_to_the_replica() {
+    let two = two_entities().await;
+    for entity in [two.ann_entity, two.eve_entity] {
         assert!(
-            bound.iter().any(|k| k.contains(entity.as_str())),
-            "{entity} bound: {bound:?}"
+            bound(&two.app, entity).await,
+            "{entity} bound: {:?}",
+            event_bindings(&two.app).await
         );
     }
+}
 
-    let job = app
-        .request_as(&ann, Method::POST, "/jobs/echo")
-        .json(&json!({"from": "ann"}))
-        .send()
-        .await
-        .unwrap();
-    let job = TestApp::expect_json(job, StatusCode::OK).await;
-    let event = next_json(&mut ann_ws).await;
+#[tokio::test]
+async fn each_entity_receives_its_own_completions_and_no_one_elses() {
+    let mut two = two_entities().await;
+    let app = &two.app;
+    let job: JobView = app
+        .as_key(&two.ann)
+        .post("/jobs/echo", &json!({"from": "ann"}), StatusCode::OK)
+        .await;
+    let event = next_json(&mut two.ann_ws).await;
     assert_eq!(event["specversion"], "1.0");
-    assert_eq!(event["id"], job["id"]);
+    assert_eq!(event["id"], job.id.to_string());
     assert_eq!(event["type"], "dev.surge.fn.echo.completed");
     assert_eq!(event["data"], json!({"from": "ann"}));
 
-    let theirs = app
-        .request_as(&eve, Method::POST, "/jobs/echo")
-        .json(&json!({"from": "eve"}))
-        .send()
-        .await
-        .unwrap();
-    let theirs = TestApp::expect_json(theirs, StatusCode::OK).await;
-    let first = next_json(&mut eve_ws).await;
+    let theirs: JobView = app
+        .as_key(&two.eve)
+        .post("/jobs/echo", &json!({"from": "eve"}), StatusCode::OK)
+        .await;
+    let first = next_json(&mut two.eve_ws).await;
     assert_eq!(
-        first["id"], theirs["id"],
+        first["id"],
+        theirs.id.to_string(),
         "eve's first event is her own, never ann's"
     );
+}
 
-    // Bad commands get an error, not a closed connection.
-    let error = subscribe(&mut ann_ws, json!({"type": "watch"})).await;
+#[tokio::test]
+async fn a_bad_command_gets_an_error_and_the_connection_stays_open() {
+    let mut two = two_entities().await;
+    let ann_ws = &mut two.ann_ws;
+    let error = subscribe(ann_ws, json!({"type": "watch"})).await;
     assert_eq!(error["type"], "error");
-    let unknown = subscribe(
-        &mut ann_ws,
-        json!({"type": "subscribe", "functions": ["nope"]}),
-    )
-    .await;
+    let unknown = subscribe(ann_ws, json!({"type": "subscribe", "functions": ["nope"]})).await;
     assert_eq!(
         unknown["type"], "error",
         "only functions served here: {unknown}"
     );
+    // Still open, and still answering.
     let ack = subscribe(
-        &mut ann_ws,
+        ann_ws,
         json!({"type": "unsubscribe", "functions": ["echo"]}),
     )
     .await;
     assert_eq!(ack["functions"], json!([]));
+}
 
-    // The last connection of an entity gone: its binding goes too.
-    ann_ws.close(None).await.unwrap();
+#[tokio::test]
+async fn an_entitys_binding_goes_with_its_last_connection() {
+    let mut two = two_entities().await;
+    two.ann_ws.close(None).await.unwrap();
     eventually(
         "ann's binding is removed",
         Duration::from_secs(10),
-        || async {
-            let bound = event_bindings(&app).await;
-            (!bound.iter().any(|k| k.contains(ann_entity.as_str()))).then_some(())
-        },
+        || async { (!bound(&two.app, two.ann_entity).await).then_some(()) },
     )
     .await;
-    assert!(
-        event_bindings(&app)
-            .await
-            .iter()
-            .any(|k| k.contains(eve_entity.as_str()))
-    );
+    assert!(bound(&two.app, two.eve_entity).await, "eve's stays");
 }
-
 #[tokio::test]
 async fn an_upgrade_without_a_valid_key_is_refused() {
     let app = TestApp::spawn().await;

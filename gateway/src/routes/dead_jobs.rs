@@ -60,7 +60,7 @@ pub struct DeadPage {
 }
 
 /// What a replay did.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Replayed {
     /// The jobs queued again.
     #[schema(value_type = Vec<String>)]

@@ -49,7 +49,7 @@ pub struct SettingList {
 }
 
 /// `POST /settings`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "greeting", "value": {"text": "hello"}}))]
 pub struct NewSetting {
@@ -61,7 +61,7 @@ pub struct NewSetting {
 }
 
 /// `PUT /settings/{name}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingValue {
     /// Any JSON up to 16 KiB; `rate_limit` must be `{"per_second": n, "burst": m}`.

@@ -63,7 +63,7 @@ async fn revoke(
 }
 
 /// `PUT /token`: what to change about one of the caller's keys.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyUpdate {
     pub id: Uuid,

@@ -45,14 +45,19 @@ api-fuzz: setup build
 manifests:
     python3 -m pytest tests/manifests -q
 
-# The gate: formatting, lints, and the committed query cache matching the queries.
-check: fmt-check clippy sqlx-check
+# The gate: formatting, lints, dependencies declared where they are used, and the committed
+# query cache matching the queries.
+check: fmt-check clippy machete sqlx-check
 
 fmt-check:
     cargo fmt --all -- --check
 
 clippy:
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Fails on a dependency a crate declares but does not use.
+machete:
+    cargo machete
 
 # Fails when .sqlx/ is stale (a query changed without `just prepare`).
 sqlx-check:

@@ -32,6 +32,7 @@ test: setup check
     scripts/schemathesis.sh
     just manifests
     just image
+    target/release/surge-chaos --bin-dir target/release --seconds 2
 
 # Write the OpenAPI document the code makes to docs/openapi.json (a test fails when stale).
 openapi: build

@@ -98,6 +98,11 @@ cluster: setup
 cluster-stop:
     scripts/rabbitmq-nodes.sh stop .surge/rabbitmq-cluster
 
+# Remove the queues, exchanges and databases that killed test runs left behind (never while
+# tests run).
+clean-test-leftovers:
+    scripts/clean-test-leftovers.sh
+
 # Throughput and latency of a sync echo through Surge against raw lapin request/reply.
 bench *ARGS: setup
     cargo build --release --workspace --bins --locked

@@ -99,6 +99,28 @@ pub async fn publish_confirmed(
     }
 }
 
+/// Publishes a message that only wakes someone who can read the record if it is lost (a reply
+/// to a waiting caller): not persistent, and not waited for — the confirm still comes, nobody
+/// holds anything up for it.
+pub async fn publish_transient(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message: &AmqpMessage,
+) -> Result<(), PublishError> {
+    let properties = message.properties.clone().with_delivery_mode(1);
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            &message.body,
+            properties,
+        )
+        .await?;
+    Ok(())
+}
+
 /// The delays of every reconnect loop and infrastructure retry: doubling from `min` to `max`,
 /// each plus up to as much again of random jitter (so replicas that lost the broker together
 /// do not come back in lockstep), never giving up. `.build()` starts a sequence; a success starts a

@@ -13,6 +13,8 @@ pub mod completion;
 /// Process configuration shared by every binary: database, broker, job limits; and how it is
 /// loaded (defaults, a TOML file, `SURGE_*` variables).
 pub mod config;
+/// Group commit: concurrent items written by one statement, each answered on its own.
+pub mod group;
 /// Job ids, states, event types and the extensions Surge puts on events.
 pub mod job;
 /// The supervised broker connection every process uses.

@@ -51,20 +51,44 @@ pub struct TargetLabel {
     pub target: &'static str,
 }
 
-/// What every process exports: publish-confirm latency and readiness.
+/// Which group writer (`contract::group`): `jobs`, `claims`, `results`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriterLabel {
+    pub writer: &'static str,
+}
+
+/// Group sizes: 1 to 256 items.
+pub const GROUP_SIZES: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// What every process exports: publish-confirm latency, group-commit sizes and readiness.
 #[derive(Debug, Clone)]
 pub struct ProcessMetrics {
     pub publish_confirm: Timings<TargetLabel>,
+    /// Items per statement of each group writer.
+    pub group_sizes: Family<WriterLabel, Histogram, fn() -> Histogram>,
     /// 1 while ready (broker link up, database answering, not draining), else 0.
     pub ready: Gauge,
 }
 
 impl ProcessMetrics {
+    /// The size histogram of one group writer.
+    pub fn group_sizes(&self, writer: &'static str) -> Histogram {
+        self.group_sizes
+            .get_or_create(&WriterLabel { writer })
+            .clone()
+    }
+
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             publish_confirm: timings(),
+            group_sizes: Family::new_with_constructor(|| Histogram::new(GROUP_SIZES)),
             ready: Gauge::default(),
         };
+        registry.register(
+            "surge_group_commit_size",
+            "Items written by one statement of a group writer (jobs, claims, results)",
+            metrics.group_sizes.clone(),
+        );
         registry.register(
             "surge_publish_confirm_seconds",
             "Time from publishing a message to the broker's confirm",

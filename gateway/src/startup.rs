@@ -158,6 +158,14 @@ impl Application {
         // while draining.
         let (confirmations, confirmations_task) =
             crate::jobs::Confirmations::start(pool.clone(), bus_stop.clone());
+        // A share of the pool writes accepts in groups; the rest serves reads and the rest
+        // of the job path.
+        let recorder = crate::jobs::Recorder::start(
+            pool.clone(),
+            settings.delivery.lease(),
+            (settings.database.max_connections / 3).clamp(1, 4) as usize,
+            metrics.process.group_sizes("jobs"),
+        );
         let state = AppState {
             pool,
             bus,
@@ -175,6 +183,7 @@ impl Application {
             shutdown,
             delivery: Arc::new(settings.delivery.clone()),
             confirmations,
+            recorder,
             reconciler: Arc::default(),
         };
         tokio::spawn(crate::jobs::reconcile(

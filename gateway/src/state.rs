@@ -41,6 +41,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// `delivery.*`: the reconciler's lease, pace and bounds.
     pub delivery: Arc<crate::config::DeliverySettings>,
+    /// Where accepted jobs are recorded (in groups).
+    pub recorder: crate::jobs::Recorder,
     /// Where confirmed publishes are recorded (in batches).
     pub confirmations: crate::jobs::Confirmations,
     /// How the reconciler is doing (for `/readyz`).

@@ -146,7 +146,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         started.elapsed().as_secs_f64()
     ));
     let text = report::render(&healing, &counts, settled, &extra);
-    println!("{text}");
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{text}")?;
+    }
     if let Some(path) = &args.report {
         std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }

@@ -159,8 +159,15 @@ async fn a_job_whose_gateway_died_before_the_confirm_is_published_by_another_rep
     app.wait_for_state(&id, "succeeded", Duration::from_secs(20))
         .await;
     assert_eq!(app.sleep_runs(&id).await, 1);
-    assert_eq!(republished(&app, "confirmed").await, 1);
-    assert_eq!(app.count("job_unconfirmed").await, 0);
+    eventually(
+        "the republish counted and settled",
+        Duration::from_secs(5),
+        || async {
+            (republished(&app, "confirmed").await == 1 && app.count("job_unconfirmed").await == 0)
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

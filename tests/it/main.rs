@@ -13,6 +13,7 @@ mod delivery;
 mod events;
 mod exactly_once;
 mod faults;
+mod group_commit;
 mod identity;
 mod interop;
 mod jobs;

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use lapin::Channel;
-use surge_contract::broker::{PublishError, publish_confirmed};
+use surge_contract::broker::{PublishError, publish_confirmed, publish_transient};
 use surge_contract::completion::Completion;
 use surge_contract::job::{FunctionName, JobState};
 use surge_contract::request::Owner;
@@ -15,8 +15,10 @@ use tracing::Instrument as _;
 
 use crate::store::JobRecord;
 
-/// Publishes a finished job's completion to `surge.events` and, when a caller waits, to its
-/// replica's reply queue; returns once the broker confirmed both.
+/// Publishes a finished job's completion to `surge.events` (persistent; returns once the
+/// broker confirmed it: the durable announcement) and, when a caller waits, to its replica's
+/// reply queue — transient and not waited for: it only wakes the caller, who reads the record
+/// if it is lost.
 pub async fn publish(
     channel: &Channel,
     topology: &Topology,
@@ -41,18 +43,17 @@ pub async fn publish(
         .map_err(|e| PublishError::Encode(e.to_string()))?;
     let exchange = topology.events_exchange();
     let key = completion.routing_key();
-    let to_events = publish_confirmed(channel, &exchange, &key, &message, false, timeout);
-    match reply_to {
+    async {
         // The reply queue may be gone (its gateway died): not mandatory, the caller can poll.
-        Some(queue) => {
-            let to_reply = publish_confirmed(channel, "", queue, &message, false, timeout);
-            let (a, b) = async { tokio::join!(to_events, to_reply) }
-                .instrument(span)
-                .await;
-            a.and(b)
+        if let Some(queue) = reply_to
+            && let Err(e) = publish_transient(channel, "", queue, &message).await
+        {
+            tracing::debug!(error = %e, "a reply was not sent; its caller reads the record");
         }
-        None => to_events.instrument(span).await,
+        publish_confirmed(channel, &exchange, &key, &message, false, timeout).await
     }
+    .instrument(span)
+    .await
 }
 
 /// The completion of a finished job, from its record.

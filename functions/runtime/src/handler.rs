@@ -1,12 +1,16 @@
 //! What a function implements. The handler gets its typed input and a [`JobContext`] whose
 //! transaction commits together with the job's result: whatever the handler writes there
-//! happens exactly once, however often the message is delivered.
+//! happens exactly once, however often the message is delivered. The transaction begins (and
+//! the job's row is locked) at the handler's first `ctx.db()`; a handler that never asks for it
+//! writes nothing but its result, and results like that are recorded in groups.
 
 use std::future::Future;
 
+use backon::BackoffBuilder as _;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use surge_contract::job::JobId;
 
 /// A function: one event type, one typed handler.
@@ -28,10 +32,37 @@ pub struct JobContext<'a> {
     pub(crate) job_id: JobId,
     pub(crate) attempt: i32,
     pub(crate) owner: Option<uuid::Uuid>,
-    pub(crate) tx: &'a mut PgConnection,
+    pub(crate) pool: &'a PgPool,
+    /// Begun by the first `db()`.
+    pub(crate) tx: Option<Transaction<'static, Postgres>>,
+    /// What `db()` found when it could not hand out the transaction.
+    pub(crate) interrupted: Option<Interruption>,
 }
 
-impl JobContext<'_> {
+/// Why `db()` refused: the runtime, not the handler, decides what becomes of the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interruption {
+    /// Another delivery of the job finished it while this one ran.
+    FinishedElsewhere,
+}
+
+impl<'a> JobContext<'a> {
+    pub(crate) fn new(
+        job_id: JobId,
+        attempt: i32,
+        owner: Option<uuid::Uuid>,
+        pool: &'a PgPool,
+    ) -> Self {
+        Self {
+            job_id,
+            attempt,
+            owner,
+            pool,
+            tx: None,
+            interrupted: None,
+        }
+    }
+
     pub fn job_id(&self) -> JobId {
         self.job_id
     }
@@ -47,9 +78,39 @@ impl JobContext<'_> {
         self.owner
     }
 
-    /// The job's transaction: writes here commit with the job's result, or not at all.
-    pub fn db(&mut self) -> &mut PgConnection {
-        self.tx
+    /// The job's transaction: writes here commit with the job's result, or not at all. The
+    /// first call begins it and locks the job's row, so of two deliveries of one job only one
+    /// gets past it at a time, and the second finds the job finished: call it before any
+    /// effect outside the database that must not run twice at once.
+    pub async fn db(&mut self) -> Result<&mut PgConnection, HandlerError> {
+        // Another delivery running the job holds its row: wait for it (bounded by the
+        // handler's timeout), then see what it left.
+        let mut waits = surge_contract::broker::backoff(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(2),
+        )
+        .build();
+        while self.tx.is_none() {
+            let mut tx = self.pool.begin().await?;
+            match crate::store::lock(&mut tx, self.job_id).await {
+                Ok(state) if state.is_terminal() => {
+                    self.interrupted = Some(Interruption::FinishedElsewhere);
+                    return Err(HandlerError::retryable(
+                        "another delivery finished this job while it ran",
+                    ));
+                }
+                Ok(_) => self.tx = Some(tx),
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                    drop(tx);
+                    tokio::time::sleep(waits.next().unwrap_or_default()).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.tx.as_mut() {
+            Some(tx) => Ok(&mut **tx),
+            None => Err(HandlerError::retryable("the job's transaction is gone")),
+        }
     }
 }
 

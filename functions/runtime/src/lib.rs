@@ -10,6 +10,8 @@
 mod completion;
 /// The link handlers: consuming the queue (AMQP mode) or only publishing (HTTP mode).
 mod consumer;
+/// Claims and pure results written in groups.
+mod groups;
 /// What a function implements: the handler trait, its context and its errors.
 mod handler;
 /// The function's Prometheus metrics.

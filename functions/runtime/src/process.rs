@@ -54,7 +54,16 @@ pub async fn run_with<F: Function>(
     let concurrency = usize::from(settings.function.concurrency);
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(RuntimeMetrics::register(&name, &mut registry));
+    // A share of the pool writes claims and results in groups; a group is at most what
+    // can be in flight at once.
+    let groups = crate::groups::Groups::start(
+        &pool,
+        (settings.database.max_connections / 3).clamp(1, 4) as usize,
+        concurrency.max(1),
+        &metrics.process,
+    );
     let worker = Arc::new(Worker {
+        groups,
         function,
         name: name.clone(),
         pool: pool.clone(),

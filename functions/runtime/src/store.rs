@@ -1,7 +1,9 @@
 //! The job lifecycle as the runtime records it. Exactly-once rests on two statements:
 //! the claim (an upsert keyed by the event's `source` + `id`, committed on its own so
 //! `running` and the attempt count survive a crash) and the finish (`WHERE state = 'running'`,
-//! in the handler's transaction, so of two racing deliveries only one can commit a result).
+//! so of two racing deliveries only one can commit a result). Claims of concurrent deliveries,
+//! and the results of handlers that wrote nothing else, are written in groups
+//! (`claim_recorded_group`, `succeed_group`); a handler's own writes keep its transaction.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -96,6 +98,95 @@ async fn claim_recorded(
     )
     .fetch_optional(pool)
     .await
+}
+
+/// The identity of a delivery's job on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventKey {
+    pub source: String,
+    pub id: String,
+}
+
+/// Claims the recorded jobs of a group of deliveries in one statement, in order; `None` for
+/// a delivery whose job is not recorded yet (a trusted producer's event seen for the first
+/// time: [`claim`] records it). The keys must be distinct.
+pub async fn claim_recorded_group(
+    pool: &PgPool,
+    keys: &[EventKey],
+) -> Result<Vec<Option<JobRecord>>, sqlx::Error> {
+    let sources: Vec<String> = keys.iter().map(|k| k.source.clone()).collect();
+    let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+    let rows = sqlx::query!(
+        r#"
+        UPDATE job SET
+            state      = CASE WHEN job.state IN ('queued', 'running')
+                              THEN 'running'::job_state ELSE job.state END,
+            attempts   = CASE WHEN job.state IN ('queued', 'running')
+                              THEN job.attempts + 1 ELSE job.attempts END,
+            started_at = CASE WHEN job.state IN ('queued', 'running')
+                              THEN now() ELSE job.started_at END,
+            updated_at = now()
+        FROM unnest($1::text[], $2::text[]) AS d(event_source, event_id)
+        WHERE job.event_source = d.event_source AND job.event_id = d.event_id
+        RETURNING job.event_source, job.event_id, job.id AS "id: JobId",
+                  job.state AS "state: JobState", job.attempts, job.result, job.error,
+                  job.finished_at, job.owner_id,
+                  (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
+        "#,
+        &sources,
+        &ids,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut claimed: std::collections::HashMap<EventKey, JobRecord> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                EventKey {
+                    source: r.event_source,
+                    id: r.event_id,
+                },
+                JobRecord {
+                    id: r.id,
+                    state: r.state,
+                    attempts: r.attempts,
+                    result: r.result,
+                    error: r.error,
+                    finished_at: r.finished_at,
+                    owner_id: r.owner_id,
+                    tenant: r.tenant,
+                },
+            )
+        })
+        .collect();
+    Ok(keys.iter().map(|k| claimed.remove(k)).collect())
+}
+
+/// Records the results of a group of handlers that wrote nothing else, in one statement, in
+/// order: when each job finished, or `None` for a job no longer running (another delivery
+/// finished it first). `results` are JSON texts.
+pub async fn succeed_group(
+    pool: &PgPool,
+    results: &[(JobId, String)],
+) -> Result<Vec<Finished>, sqlx::Error> {
+    let ids: Vec<Uuid> = results.iter().map(|(id, _)| id.0).collect();
+    let values: Vec<String> = results.iter().map(|(_, r)| r.clone()).collect();
+    let rows = sqlx::query!(
+        r#"
+        UPDATE job SET state = 'succeeded', result = d.result::jsonb, finished_at = now(),
+                       updated_at = now()
+        FROM unnest($1::uuid[], $2::text[]) AS d(id, result)
+        WHERE job.id = d.id AND job.state = 'running'
+        RETURNING job.id, job.finished_at AS "finished_at!"
+        "#,
+        &ids,
+        &values,
+    )
+    .fetch_all(pool)
+    .await?;
+    let finished: std::collections::HashMap<Uuid, DateTime<Utc>> =
+        rows.into_iter().map(|r| (r.id, r.finished_at)).collect();
+    Ok(ids.iter().map(|id| finished.get(id).copied()).collect())
 }
 
 /// Locks the job's row for the handler's transaction and returns its state. While one

@@ -24,10 +24,11 @@ use surge_contract::topology::Topology;
 use tracing::Instrument;
 
 use crate::completion;
-use crate::handler::{Function, HandlerError, JobContext};
+use crate::groups::{Claim, Groups};
+use crate::handler::{Function, HandlerError, Interruption, JobContext};
 use crate::metrics::RuntimeMetrics;
 use crate::settings::RuntimeSettings;
-use crate::store::{self, Delivered, JobRecord};
+use crate::store::{self, EventKey, JobRecord};
 
 /// Header that keeps the reason on a message this runtime dead-lettered.
 pub const DEAD_REASON_HEADER: &str = "x-surge-dead-reason";
@@ -40,6 +41,8 @@ pub struct Worker<F: Function> {
     pub topology: Topology,
     pub settings: RuntimeSettings,
     pub metrics: Arc<RuntimeMetrics>,
+    /// Claims and pure results, written in groups.
+    pub groups: Groups,
 }
 
 /// How a handler's run ended.
@@ -112,14 +115,19 @@ impl<F: Function> Worker<F> {
             .reply_to
             .as_deref()
             .filter(|queue| self.topology.is_reply_queue(queue));
-        let delivered = Delivered {
-            function: self.name.as_str(),
-            event_source: &request.source,
-            event_id: &request.event_id,
-            input: &request.input,
-            trace_parent: request.traceparent(),
+        let trace_parent = request.traceparent().map(str::to_owned);
+        // Shared, not copied: the claim needs it only to record a trusted producer's event.
+        let input = Arc::new(request.input);
+        let claim = Claim {
+            key: EventKey {
+                source: request.source,
+                id: request.event_id,
+            },
+            function: self.name.to_string(),
+            input: input.clone(),
+            trace_parent,
         };
-        let job = match self.db(|| store::claim(&self.pool, &delivered)).await {
+        let job = match self.db(|| self.groups.claim(claim.clone())).await {
             Ok(job) => job,
             // Only what is wrong with the message itself (a value Postgres refuses) makes it a
             // dead letter; a full disk or a timeout must not lose a valid job.
@@ -160,7 +168,7 @@ impl<F: Function> Worker<F> {
                 .with_extension("attempts", job.attempts);
             self.finish_with(job, JobState::Dead, problem).await
         } else {
-            self.attempt(job, request.input).await
+            self.attempt(job, &input).await
         };
         match outcome {
             RunOutcome::Decided(job) => {
@@ -173,17 +181,12 @@ impl<F: Function> Worker<F> {
         }
     }
 
-    /// Runs the handler once in the job's transaction and records what came of it.
-    async fn attempt(&self, job: JobRecord, input: Value) -> RunOutcome {
-        let mut tx = match self.locked(&job).await {
-            Ok(Some(tx)) => tx,
-            Ok(None) => return self.reload(job).await,
-            Err(e) => return self.retry(job, retryable_problem(&e.to_string())).await,
-        };
-        let input: F::Input = match serde_json::from_value(input) {
+    /// Runs the handler once and records what came of it: in the handler's transaction when
+    /// it opened one, else with the results of other handlers that wrote nothing else.
+    async fn attempt(&self, job: JobRecord, input: &Value) -> RunOutcome {
+        let input: F::Input = match serde::Deserialize::deserialize(input) {
             Ok(input) => input,
             Err(e) => {
-                drop(tx);
                 let problem = Problem::new(
                     types::JOB_INVALID_INPUT,
                     "Input does not match the function",
@@ -192,12 +195,7 @@ impl<F: Function> Worker<F> {
                 return self.finish_with(job, JobState::Failed, problem).await;
             }
         };
-        let mut ctx = JobContext {
-            job_id: job.id,
-            attempt: job.attempts,
-            owner: job.owner_id,
-            tx: &mut tx,
-        };
+        let mut ctx = JobContext::new(job.id, job.attempts, job.owner_id, &self.pool);
         let handler = tracing::info_span!(
             "handler",
             otel.name = %format!("handle {}", self.name),
@@ -217,6 +215,14 @@ impl<F: Function> Worker<F> {
             ))),
             Ok(Ok(result)) => result,
         };
+        let JobContext {
+            tx, interrupted, ..
+        } = ctx;
+        if interrupted == Some(Interruption::FinishedElsewhere) {
+            drop(tx);
+            tracing::info!("another delivery finished this job while it ran; its result stands");
+            return self.reload(job).await;
+        }
         let outcome = match &result {
             Ok(_) => "succeeded",
             Err(HandlerError::Retryable(_)) => "retry",
@@ -247,48 +253,50 @@ impl<F: Function> Worker<F> {
                 return self.retry(job, retryable_problem(&reason)).await;
             }
         };
-        match store::succeed(&mut tx, job.id, &output).await {
-            Ok(Some(finished_at)) => match tx.commit().await {
-                Ok(()) => RunOutcome::Decided(JobRecord {
-                    state: JobState::Succeeded,
-                    result: Some(output),
-                    finished_at: Some(finished_at),
-                    ..job
-                }),
-                // Committed or not, a redelivery finds out from the record.
-                Err(e) => {
-                    tracing::warn!(error = %e, "commit failed; the job will be redelivered");
-                    RunOutcome::Retry
-                }
+        let recorded = match tx {
+            Some(tx) => self.succeed_in(tx, &job, &output).await,
+            None => match serde_json::to_string(&output) {
+                Ok(text) => self.groups.succeed(job.id, text).await,
+                Err(e) => Err(sqlx::Error::Encode(Box::new(e))),
             },
+        };
+        match recorded {
+            Ok(Some(finished_at)) => RunOutcome::Decided(JobRecord {
+                state: JobState::Succeeded,
+                result: Some(output),
+                finished_at: Some(finished_at),
+                ..job
+            }),
             Ok(None) => {
-                drop(tx);
                 tracing::info!("another delivery finished this job first; its result stands");
                 self.reload(job).await
             }
+            // A value Postgres refuses fails the same way every time.
+            Err(e) if is_data_error(&e) => {
+                let problem = Problem::new(types::JOB_FAILED, "Output cannot be stored")
+                    .with_detail(format!("the database refused the result: {e}"));
+                self.finish_with(job, JobState::Failed, problem).await
+            }
+            // Committed or not, a redelivery finds out from the record.
             Err(e) => {
-                drop(tx);
                 tracing::warn!(error = %e, "recording the result failed; the job will be redelivered");
                 RunOutcome::Retry
             }
         }
     }
 
-    /// Opens the job's transaction holding its row lock. `None`: the job finished while this
-    /// delivery waited for the lock (a duplicate delivery of a job that was running).
-    async fn locked(
+    /// Records the result in the handler's transaction, with its writes.
+    async fn succeed_in(
         &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
         job: &JobRecord,
-    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
-        // A row locked by another delivery is a transient error (55P03): `db` waits and retries.
-        let (tx, state) = self
-            .db(|| async {
-                let mut tx = self.pool.begin().await?;
-                let state = store::lock(&mut tx, job.id).await?;
-                Ok((tx, state))
-            })
-            .await?;
-        Ok((!state.is_terminal()).then_some(tx))
+        output: &Value,
+    ) -> Result<store::Finished, sqlx::Error> {
+        let finished = store::succeed(&mut tx, job.id, output).await?;
+        if finished.is_some() {
+            tx.commit().await?;
+        }
+        Ok(finished)
     }
 
     /// A retryable failure: keep its reason, and either hand the job back or, out of

@@ -34,7 +34,7 @@ impl Function for Settings {
             ));
         };
         server_settings::validate_name(change.name()).map_err(invalid)?;
-        let db = ctx.db();
+        let db = ctx.db().await?;
         match change {
             Change::Create { name, value } => create(db, actor, &name, value).await,
             Change::Update {

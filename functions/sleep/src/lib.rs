@@ -10,7 +10,7 @@ use surge_runtime::{Function, HandlerError, JobContext};
 pub struct Sleep;
 
 /// What to do. Every field is optional: `{}` sleeps 0 ms and succeeds.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SleepInput {
     /// How long to wait, at most ten minutes.
@@ -25,6 +25,14 @@ pub struct SleepInput {
     /// Fail (retryably) on attempts before this one, then succeed: for retry tests.
     #[serde(default)]
     pub succeed_on_attempt: Option<i32>,
+    /// Record the run in `sleep_run` (the default); `false` writes nothing but the result,
+    /// like a pure function.
+    #[serde(default = "record_by_default")]
+    pub record: bool,
+}
+
+fn record_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -82,15 +90,17 @@ impl Function for Sleep {
                 ctx.attempt()
             )));
         }
-        let job_id = ctx.job_id().0;
-        let slept = i64::try_from(input.ms).unwrap_or(i64::MAX);
-        sqlx::query!(
-            "INSERT INTO sleep_run (job_id, slept_ms) VALUES ($1, $2)",
-            job_id,
-            slept
-        )
-        .execute(ctx.db())
-        .await?;
+        if input.record {
+            let job_id = ctx.job_id().0;
+            let slept = i64::try_from(input.ms).unwrap_or(i64::MAX);
+            sqlx::query!(
+                "INSERT INTO sleep_run (job_id, slept_ms) VALUES ($1, $2)",
+                job_id,
+                slept
+            )
+            .execute(ctx.db().await?)
+            .await?;
+        }
         Ok(SleepOutput {
             slept_ms: input.ms,
             attempt: ctx.attempt(),

@@ -7,6 +7,7 @@
 mod confirmations;
 mod publish;
 mod reconcile;
+mod recorder;
 mod replay;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tracing::Instrument as _;
 
 pub use confirmations::Confirmations;
 pub use reconcile::{ReconcilerStatus, run as reconcile};
+pub use recorder::Recorder;
 pub use replay::replay;
 
 use crate::auth::Caller;
@@ -101,13 +103,12 @@ pub async fn submit(
     let new = NewJob {
         id,
         owner: caller.entity_id,
-        function: function.as_str(),
-        idempotency_key,
-        event_source: surge_contract::job::GATEWAY_SOURCE,
-        input: &input,
-        trace_parent: trace.get("traceparent").map(String::as_str),
+        function: function.to_string(),
+        idempotency_key: idempotency_key.map(str::to_owned),
+        input: serde_json::to_string(&input).map_err(|e| ApiError::Internal(e.into()))?,
+        trace_parent: trace.get("traceparent").cloned(),
     };
-    let Some(created_at) = jobs::insert(&state.pool, &new, state.delivery.lease()).await? else {
+    let Some(created_at) = state.recorder.record(new).await? else {
         let key = idempotency_key.unwrap_or_default();
         let first = jobs::by_idempotency_key(&state.pool, caller.entity_id, key)
             .await?

@@ -22,52 +22,79 @@ pub struct JobRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// A new job, as accepted.
-pub struct NewJob<'a> {
+/// A new job, as accepted by a gateway (its event's source is the gateway's, its id the
+/// job's).
+#[derive(Debug, Clone)]
+pub struct NewJob {
     pub id: JobId,
     pub owner: Uuid,
-    pub function: &'a str,
-    pub idempotency_key: Option<&'a str>,
-    pub event_source: &'a str,
-    pub input: &'a Value,
-    pub trace_parent: Option<&'a str>,
+    pub function: String,
+    pub idempotency_key: Option<String>,
+    /// The input as JSON text (serialized once, here).
+    pub input: String,
+    pub trace_parent: Option<String>,
 }
 
-/// Records a new job, and that its publish is not confirmed yet (due for the reconciler
-/// after `lease`), in one statement. `None`: the owner already has a job with this
-/// idempotency key.
-pub async fn insert(
+/// Records a group of new jobs, and that their publishes are not confirmed yet (due for the
+/// reconciler after `lease`), in one statement. Answers each job in order: its creation time,
+/// or `None` when its owner already has a job with its idempotency key (also a job earlier in
+/// the same group). The statement is all or nothing; a caller that must fail only the bad
+/// row calls [`insert_one`] for each.
+pub async fn insert_group(
     pool: &PgPool,
-    job: &NewJob<'_>,
+    jobs: &[NewJob],
     lease: std::time::Duration,
-) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    sqlx::query_scalar!(
+) -> Result<Vec<Option<DateTime<Utc>>>, sqlx::Error> {
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id.0).collect();
+    let owners: Vec<Uuid> = jobs.iter().map(|j| j.owner).collect();
+    let functions: Vec<String> = jobs.iter().map(|j| j.function.clone()).collect();
+    let keys: Vec<Option<String>> = jobs.iter().map(|j| j.idempotency_key.clone()).collect();
+    let inputs: Vec<String> = jobs.iter().map(|j| j.input.clone()).collect();
+    let traces: Vec<Option<String>> = jobs.iter().map(|j| j.trace_parent.clone()).collect();
+    let rows = sqlx::query!(
         r#"
-        WITH inserted AS (
+        WITH input AS (
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+                AS t(id, owner_id, function, idempotency_key, input, trace_parent)
+        ), inserted AS (
             INSERT INTO job (id, owner_id, function, idempotency_key, event_source, event_id,
                              input, trace_parent)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            SELECT id, owner_id, function, idempotency_key, $7, id::text, input::jsonb, trace_parent
+            FROM input
             ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id, created_at
         ), unconfirmed AS (
             INSERT INTO job_unconfirmed (job_id, due_at)
-            SELECT id, created_at + make_interval(secs => $9::bigint / 1000.0) FROM inserted
+            SELECT id, created_at + make_interval(secs => $8::float8) FROM inserted
         )
-        SELECT created_at AS "created_at!" FROM inserted
+        SELECT id AS "id!", created_at AS "created_at!" FROM inserted
         "#,
-        job.id.0,
-        job.owner,
-        job.function,
-        job.idempotency_key,
-        job.event_source,
-        job.id.to_string(),
-        job.input,
-        job.trace_parent,
-        lease_ms,
+        &ids,
+        &owners,
+        &functions,
+        &keys as &[Option<String>],
+        &inputs,
+        &traces as &[Option<String>],
+        surge_contract::job::GATEWAY_SOURCE,
+        lease.as_secs_f64(),
     )
-    .fetch_optional(pool)
-    .await
+    .fetch_all(pool)
+    .await?;
+    let created: std::collections::HashMap<Uuid, DateTime<Utc>> =
+        rows.into_iter().map(|r| (r.id, r.created_at)).collect();
+    Ok(ids.iter().map(|id| created.get(id).copied()).collect())
+}
+
+/// [`insert_group`] for one job.
+pub async fn insert_one(
+    pool: &PgPool,
+    job: &NewJob,
+    lease: std::time::Duration,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    Ok(insert_group(pool, std::slice::from_ref(job), lease)
+        .await?
+        .pop()
+        .flatten())
 }
 
 /// The owner's job with this idempotency key.

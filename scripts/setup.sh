@@ -58,13 +58,15 @@ done
 curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null \
   || { say "RabbitMQ's management API does not answer on 127.0.0.1:15672"; exit 1; }
 
-# --- Python packages for the manifest checks and the CloudEvents interop client (pinned) ---
-if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate, cloudevents.core, schemathesis' >/dev/null 2>&1; then
+# --- Python packages for the manifest checks, the CloudEvents interop client and the
+# benchmark's Celery baseline (pinned) ---
+if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate, cloudevents.core, schemathesis, celery' >/dev/null 2>&1; then
   say "installing the tests' Python packages"
   python3 -m pip install --quiet --disable-pip-version-check \
     -r "$(dirname "$0")/../tests/manifests/requirements.txt" \
     -r "$(dirname "$0")/../tests/clients/requirements.txt" \
-    -r "$(dirname "$0")/../tests/api/requirements.txt"
+    -r "$(dirname "$0")/../tests/api/requirements.txt" \
+    -r "$(dirname "$0")/../tests/bench/celery/requirements.txt"
 fi
 
 # --- test identity providers and the browser that logs in through them ---

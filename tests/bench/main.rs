@@ -3,6 +3,7 @@
 //! (persistent messages with publisher confirms, as Surge must use), measured in the same run
 //! on the same machine. Reported as a table with the ratios the targets are stated in.
 
+mod celery;
 mod cold;
 mod raw;
 mod stats;
@@ -30,6 +31,12 @@ struct Args {
     /// Cold starts measured each way (push and polling); 0 skips them.
     #[arg(long, default_value_t = 5)]
     cold_starts: usize,
+    /// Skip the Celery baseline.
+    #[arg(long)]
+    no_celery: bool,
+    /// The `sslmode` of Surge's PostgreSQL connections (`disable`, `prefer`, `require`).
+    #[arg(long, default_value = "disable")]
+    sslmode: String,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -65,7 +72,22 @@ async fn main() -> anyhow::Result<()> {
     }
     raw_bench.stop().await;
 
-    let surge_bench = surge::SurgeBench::start(&args.bin_dir, max_callers).await?;
+    if !args.no_celery {
+        let celery = celery::CeleryBench::start(4).await?;
+        rows.push((
+            "celery echo, one at a time".into(),
+            1,
+            celery.one_at_a_time(duration).await?,
+        ));
+        rows.push((
+            "celery echo, pipelined".into(),
+            max_callers,
+            celery.pipelined(duration, max_callers).await?,
+        ));
+        celery.stop();
+    }
+
+    let surge_bench = surge::SurgeBench::start(&args.bin_dir, max_callers, &args.sslmode).await?;
     for &callers in &args.callers {
         rows.push((
             "surge sync echo (HTTP)".into(),
@@ -75,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     }
     surge_bench.stop().await;
 
-    let mut report = stats::report(&rows, duration);
+    let mut report = stats::report(&rows, duration, &args.sslmode);
     if args.cold_starts > 0 {
         let (pushed, polling) = cold::measure(&args.bin_dir, args.cold_starts).await?;
         report += &cold::report(&pushed, &polling);

@@ -46,7 +46,7 @@ pub struct SurgeBench {
 }
 
 impl SurgeBench {
-    pub async fn start(bin_dir: &Path, max_callers: usize) -> anyhow::Result<Self> {
+    pub async fn start(bin_dir: &Path, max_callers: usize, sslmode: &str) -> anyhow::Result<Self> {
         let name = unique_name();
         let db = TestDatabase::migrated(&name).await;
         let prefix = format!("bench-{name}-");
@@ -57,7 +57,10 @@ impl SurgeBench {
         let pool = (max_callers / 4).clamp(4, 32).to_string();
         let common = |extra: &[(&str, String)]| {
             let mut env = vec![
-                ("SURGE_DATABASE__URL".to_owned(), db.url.clone()),
+                (
+                    "SURGE_DATABASE__URL".to_owned(),
+                    format!("{}?sslmode={sslmode}", db.url),
+                ),
                 ("SURGE_DATABASE__MAX_CONNECTIONS".to_owned(), pool.clone()),
                 ("SURGE_BROKER__URL".to_owned(), amqp_url()),
                 ("SURGE_BROKER__PREFIX".to_owned(), prefix.clone()),

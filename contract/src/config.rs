@@ -214,11 +214,78 @@ pub struct JobSettings {
     /// Runs of one job before it is marked `dead`. Also sets the queues' delivery limit, so it
     /// must be the same for the gateway and every function.
     pub max_attempts: u32,
+    /// Finished jobs are kept at least this long after they were created, then dropped with
+    /// their partition. The `Idempotency-Key` promise lasts as long.
+    pub retention_s: u64,
+    /// Dead jobs are kept at least this long after they died (their partition waits).
+    pub dead_retention_s: u64,
+    /// Longer retentions for some functions' jobs (a partition holds every function's jobs
+    /// of its time, so it waits for the longest): `{ resize = 2592000 }`.
+    pub retention_by_function: std::collections::BTreeMap<String, u64>,
+    /// The time one partition of the job table covers.
+    pub partition_hours: u32,
+    /// How far ahead partitions are made (an alert fires when less than two days remain).
+    pub partitions_ahead_hours: u32,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
-        Self { max_attempts: 5 }
+        Self {
+            max_attempts: 5,
+            retention_s: 7 * 86_400,
+            dead_retention_s: 30 * 86_400,
+            retention_by_function: std::collections::BTreeMap::new(),
+            partition_hours: 24,
+            partitions_ahead_hours: 7 * 24,
+        }
+    }
+}
+
+impl JobSettings {
+    /// How long a partition must wait past its end before it may go: the longest retention of
+    /// any function's finished jobs.
+    pub fn partition_retention(&self) -> Duration {
+        let longest = self
+            .retention_by_function
+            .values()
+            .copied()
+            .fold(self.retention_s, u64::max);
+        Duration::from_secs(longest)
+    }
+
+    pub fn dead_retention(&self) -> Duration {
+        Duration::from_secs(self.dead_retention_s)
+    }
+
+    /// Checks the partition sizes and that a retention outlives a job (`longest_life`: the
+    /// longest a job may run, counted by the caller that knows it).
+    pub fn validate(&self, longest_life: Duration) -> Result<(), String> {
+        if self.partition_hours == 0 || self.partitions_ahead_hours < self.partition_hours {
+            return Err(format!(
+                "jobs.partition_hours ({}) must be at least 1 and jobs.partitions_ahead_hours ({}) at least as many",
+                self.partition_hours, self.partitions_ahead_hours
+            ));
+        }
+        let shortest = self
+            .retention_by_function
+            .values()
+            .copied()
+            .fold(self.retention_s, u64::min);
+        if Duration::from_secs(shortest) <= longest_life {
+            return Err(format!(
+                "jobs.retention_s ({shortest} s) is not longer than a job's longest possible life \
+                 ({} s: function.timeout_ms × jobs.max_attempts and the retry delays): a job could \
+                 be dropped while it still runs; raise the retention or lower the timeout",
+                longest_life.as_secs()
+            ));
+        }
+        if self.dead_retention_s < self.retention_s {
+            return Err(format!(
+                "jobs.dead_retention_s ({}) must be at least jobs.retention_s ({})",
+                self.dead_retention_s, self.retention_s
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -169,6 +169,13 @@ async fn migrate(settings: &GatewaySettings) -> anyhow::Result<()> {
         .max()
         .unwrap_or_default();
     tracing::info!(version, "schema up to date");
+    let (made, ahead) =
+        crate::maintenance::make_partitions(&pool, &settings.jobs, chrono::Utc::now()).await?;
+    tracing::info!(
+        made,
+        ahead_hours = ahead.num_hours(),
+        "job partitions made ahead"
+    );
     pool.close().await;
     Ok(())
 }

@@ -32,6 +32,7 @@ pub struct GatewaySettings {
     pub limits: crate::auth::LimitSettings,
     pub ws: crate::ws::WsSettings,
     pub delivery: DeliverySettings,
+    pub maintenance: crate::maintenance::MaintenanceSettings,
 }
 
 impl Default for GatewaySettings {
@@ -53,6 +54,7 @@ impl Default for GatewaySettings {
             limits: crate::auth::LimitSettings::default(),
             ws: crate::ws::WsSettings::default(),
             delivery: DeliverySettings::default(),
+            maintenance: crate::maintenance::MaintenanceSettings::default(),
         }
     }
 }
@@ -328,6 +330,9 @@ impl GatewaySettings {
         if self.jobs.max_attempts == 0 {
             return Err("jobs.max_attempts must be at least 1".into());
         }
+        // The gateway runs no handler; a job lives at least as long as the reconciler may
+        // still publish it.
+        self.jobs.validate(self.delivery.max_backoff())?;
         // A request publishes, and once more when the first is unconfirmed: the reconciler
         // must not take a job that its own request is still publishing.
         let own_publish = 2 * self.broker.publish_timeout_ms + self.broker.reconnect_max_ms;

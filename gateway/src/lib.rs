@@ -18,6 +18,8 @@ pub mod error;
 pub mod identity;
 /// The job service: accept, publish, wait and answer; replay a dead job. No HTTP types.
 pub mod jobs;
+/// Bounded growth: job partitions made ahead and dropped past retention, spent rows pruned.
+pub mod maintenance;
 /// Prometheus metrics and the request-counting middleware.
 pub mod metrics;
 /// The OpenAPI document: security, shared answers, `/openapi.json`.

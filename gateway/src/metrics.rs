@@ -59,6 +59,11 @@ struct RepublishLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabel {
+    what: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -83,6 +88,10 @@ pub struct GatewayMetrics {
     durations: Timings<RouteLabels>,
     accepted: Family<FunctionLabel, Counter>,
     republished: Family<RepublishLabels, Counter>,
+    removed: Family<WhatLabel, Counter>,
+    /// How far ahead of now the newest job partition reaches, as the last pass left it.
+    partitions_ahead: Gauge<f64, std::sync::atomic::AtomicU64>,
+    maintenance_failures: Counter,
     /// Jobs whose publish is unconfirmed, as the reconciler last counted them.
     pub unconfirmed: Gauge,
     rejections: Family<ReasonLabel, Counter>,
@@ -100,6 +109,9 @@ impl GatewayMetrics {
             durations: timings(),
             accepted: Family::default(),
             republished: Family::default(),
+            removed: Family::default(),
+            partitions_ahead: Gauge::default(),
+            maintenance_failures: Counter::default(),
             unconfirmed: Gauge::default(),
             rejections: Family::default(),
             rate_limited: Counter::default(),
@@ -126,6 +138,21 @@ impl GatewayMetrics {
             "surge_jobs_republished",
             "Jobs the reconciler published again because no publish of theirs was confirmed, by function and outcome (confirmed, failed)",
             metrics.republished.clone(),
+        );
+        registry.register(
+            "surge_retention_removed",
+            "What retention removed: job partitions, job rows (estimated), dead listings, idempotency and event keys, credentials, login flows",
+            metrics.removed.clone(),
+        );
+        registry.register(
+            "surge_job_partitions_ahead_seconds",
+            "How far ahead of now the newest partition of the job table reaches (inserts fail past it)",
+            metrics.partitions_ahead.clone(),
+        );
+        registry.register(
+            "surge_maintenance_failures",
+            "Maintenance passes (partitions ahead, retention) that failed",
+            metrics.maintenance_failures.clone(),
         );
         registry.register(
             "surge_jobs_unconfirmed",
@@ -177,6 +204,28 @@ impl GatewayMetrics {
                 outcome: if confirmed { "confirmed" } else { "failed" },
             })
             .inc();
+    }
+
+    /// What a maintenance pass did.
+    pub fn maintenance(&self, pass: &crate::maintenance::Pass) {
+        let rows: i64 = pass.partitions_dropped.iter().map(|(_, rows)| rows).sum();
+        for (what, n) in [
+            ("job_partitions", pass.partitions_dropped.len() as u64),
+            ("job_rows", u64::try_from(rows).unwrap_or_default()),
+            ("dead_listings", pass.dead_listings),
+            ("idempotency_keys", pass.idempotency_keys),
+            ("event_keys", pass.event_keys),
+            ("credentials", pass.credentials),
+            ("login_flows", pass.login_flows),
+        ] {
+            self.removed.get_or_create(&WhatLabel { what }).inc_by(n);
+        }
+        self.partitions_ahead
+            .set(pass.ahead.num_milliseconds() as f64 / 1000.0);
+    }
+
+    pub fn maintenance_failed(&self) {
+        self.maintenance_failures.inc();
     }
 
     pub fn rejected(&self, why: Rejection) {

@@ -186,6 +186,17 @@ impl Application {
             recorder,
             reconciler: Arc::default(),
         };
+        tokio::spawn(crate::maintenance::run_every(
+            state.pool.clone(),
+            crate::maintenance::Policy {
+                jobs: settings.jobs.clone(),
+                credential_grace: Duration::from_secs(settings.maintenance.credential_grace_s),
+                flow_ttl: Duration::from_secs(settings.identity.flow_ttl_s),
+            },
+            Duration::from_millis(settings.maintenance.interval_ms),
+            state.metrics.clone(),
+            state.shutdown.clone(),
+        ));
         tokio::spawn(crate::jobs::reconcile(
             state.clone(),
             state.shutdown.clone(),

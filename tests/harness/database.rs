@@ -40,6 +40,22 @@ impl TestDatabase {
         db
     }
 
+    /// Creates a database with Surge's schema as it was at migration `version` (to test what
+    /// the later migrations do to existing data).
+    pub async fn migrated_to(name: &str, version: i64) -> Self {
+        let db = Self::empty(name).await;
+        let mut migrator = surge_contract::schema::migrator();
+        migrator.migrations = migrator
+            .migrations
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        migrator.run(&db.pool).await.expect("migrate test database");
+        db
+    }
+
     /// Drops a test database, disconnecting whoever is still on it. Blocking: used from Drop.
     pub fn drop_blocking(name: &str) {
         let name = name.to_owned();

@@ -21,6 +21,7 @@ mod local_scaler;
 mod logs;
 mod metrics;
 mod openapi;
+mod retention;
 mod scaler;
 mod schema;
 mod settings;

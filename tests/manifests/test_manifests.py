@@ -1049,7 +1049,13 @@ SURGE_METRICS_CONTRACT: dict[str, str] = {
     "surge_ws_connections": "gauge",
     "surge_queue_messages": "gauge",  # {function, state: ready|unacked|dead}, from the management API
     "surge_queue_consumers": "gauge",  # {function}
+    "surge_jobs_republished_total": "counter",  # {function, outcome: confirmed|failed}
+    "surge_jobs_unconfirmed": "gauge",
+    "surge_retention_removed_total": "counter",  # {what}
+    "surge_job_partitions_ahead_seconds": "gauge",
+    "surge_maintenance_failures_total": "counter",
     # gateway and functions
+    "surge_group_commit_size": "histogram",  # {writer: jobs|claims|results}
     "surge_publish_confirm_seconds": "histogram",  # {target: jobs|events|reply}
     "surge_ready": "gauge",  # 1 ready, 0 not ready or draining
     # functions (PodMonitor surge-functions, port `http`, /metrics)
@@ -1267,6 +1273,7 @@ def test_every_alert_has_severity_annotations_and_a_runbook(name):
         "SurgeLatencyBudgetBurn",
         "SurgeFunctionCrashLooping",
         "SurgeGatewayNotReady",
+        "SurgeJobPartitionsRunningOut",
     }, f"{name}: alerts {sorted(names)}"
     for a in alerts:
         where = f"{name}: alert {a['alert']}"

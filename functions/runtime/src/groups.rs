@@ -83,35 +83,38 @@ impl Groups {
 }
 
 async fn claim_group(pool: &PgPool, group: Vec<Claim>) -> Vec<Claimed> {
-    // Two deliveries of one job in one group (a duplicate publish) are claimed one after the
-    // other, so each counts its attempt.
+    // A gateway's job is claimed by its id (its event's id), in one statement with the
+    // others; a second delivery of one job in the group, one by one after it, so each counts
+    // its attempt; a trusted producer's event by its key, recording it on first sight.
     let mut seen = HashSet::new();
-    let grouped: Vec<bool> = group.iter().map(|c| seen.insert(c.key.clone())).collect();
-    let keys: Vec<EventKey> = group
+    let by_id: Vec<Option<JobId>> = group
         .iter()
-        .zip(&grouped)
-        .filter(|(_, g)| **g)
-        .map(|(c, _)| c.key.clone())
+        .map(|c| gateway_job(&c.key).flatten().filter(|id| seen.insert(*id)))
         .collect();
-    let mut found = if keys.len() > 1 {
-        store::claim_recorded_group(pool, &keys)
+    let ids: Vec<JobId> = by_id.iter().flatten().copied().collect();
+    let mut claimed = if ids.len() > 1 {
+        store::claim_group(pool, &ids)
             .await
-            .map(|records| records.into_iter())
             .ok()
+            .map(Vec::into_iter)
     } else {
         None
     };
     let mut answers = Vec::with_capacity(group.len());
-    for (claim, in_group) in group.iter().zip(grouped) {
-        let recorded = match (&mut found, in_group) {
-            (Some(records), true) => records.next().flatten(),
+    for (claim, id) in group.iter().zip(by_id) {
+        let in_group = match (&mut claimed, id) {
+            (Some(records), Some(_)) => Some(records.next().flatten()),
             _ => None,
         };
-        answers.push(match recorded {
-            Some(job) => Ok(job),
-            // Not in the statement (a single delivery, a duplicate, a failed group) or not
-            // recorded yet: the claim that also records a trusted producer's event.
-            None => {
+        answers.push(match (in_group, gateway_job(&claim.key)) {
+            (Some(Some(job)), _) => Ok(job),
+            // A gateway's event whose job is not recorded (a forged one, or one older than
+            // the job's retention): no job of a gateway is ever recorded by its delivery.
+            (Some(None), _) | (None, Some(None)) => Err(sqlx::Error::RowNotFound),
+            (None, Some(Some(id))) => store::claim_group(pool, &[id])
+                .await
+                .and_then(|mut jobs| jobs.pop().flatten().ok_or(sqlx::Error::RowNotFound)),
+            (None, None) => {
                 let delivered = Delivered {
                     function: &claim.function,
                     event_source: &claim.key.source,
@@ -119,11 +122,17 @@ async fn claim_group(pool: &PgPool, group: Vec<Claim>) -> Vec<Claimed> {
                     input: &claim.input,
                     trace_parent: claim.trace_parent.as_deref(),
                 };
-                store::claim(pool, &delivered).await
+                store::claim_produced(pool, &delivered).await
             }
         });
     }
     answers
+}
+
+/// For an event from a gateway's source, its job id (`None` inside when its id is none);
+/// `None` for a trusted producer's event.
+fn gateway_job(key: &EventKey) -> Option<Option<JobId>> {
+    (key.source == surge_contract::job::GATEWAY_SOURCE).then(|| key.id.parse().ok())
 }
 
 async fn succeed_group(pool: &PgPool, group: Vec<(JobId, String)>) -> Vec<Succeeded> {

@@ -42,6 +42,10 @@ pub async fn run_with<F: Function>(
 ) -> anyhow::Result<()> {
     settings.function.validate().map_err(anyhow::Error::msg)?;
     settings.broker.validate().map_err(anyhow::Error::msg)?;
+    settings
+        .jobs
+        .validate(settings.function.longest_life(settings.jobs.max_attempts))
+        .map_err(anyhow::Error::msg)?;
     let name = FunctionName::parse(F::NAME)?;
     let pool = settings.database.connect().await?;
     schema::ensure_current(&pool).await?;

@@ -78,6 +78,15 @@ impl FunctionSettings {
         Duration::from_millis(self.retry_delay_ms.saturating_mul(factor).min(30_000))
     }
 
+    /// The longest a job of this function can live once it is taken: every attempt running
+    /// to its timeout, with the retry delays between them.
+    pub fn longest_life(&self, max_attempts: u32) -> Duration {
+        let attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        (1..=attempts).fold(Duration::ZERO, |life, attempt| {
+            life + self.timeout() + self.retry_delay(attempt)
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.concurrency == 0 {
             return Err("function.concurrency must be at least 1".into());
@@ -94,6 +103,17 @@ impl FunctionSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jobs_longest_life_is_every_attempt_to_its_timeout_with_the_delays() {
+        let s = FunctionSettings {
+            timeout_ms: 1_000,
+            retry_delay_ms: 100,
+            ..Default::default()
+        };
+        // 3 × 1 s + 100 ms + 200 ms + 400 ms.
+        assert_eq!(s.longest_life(3), Duration::from_millis(3_700));
+    }
 
     #[test]
     fn retry_delays_double_and_are_capped() {

@@ -1,6 +1,7 @@
 //! The job lifecycle as the runtime records it. Exactly-once rests on two statements:
-//! the claim (an upsert keyed by the event's `source` + `id`, committed on its own so
-//! `running` and the attempt count survive a crash) and the finish (`WHERE state = 'running'`,
+//! the claim (by the job's id — a gateway's event id is its job's id — or, for a trusted
+//! producer's event, by its `source` + `id` key, recording the job on first sight; committed
+//! on its own so `running` and the attempt count survive a crash) and the finish (`WHERE state = 'running'`,
 //! so of two racing deliveries only one can commit a result). Claims of concurrent deliveries,
 //! and the results of handlers that wrote nothing else, are written in groups
 //! (`claim_recorded_group`, `succeed_group`); a handler's own writes keep its transaction.
@@ -24,7 +25,14 @@ pub struct JobRecord {
     pub tenant: Option<String>,
 }
 
-/// What the claim needs to know of a delivery.
+/// The identity of a delivery's job on the bus: its event's `source` and `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventKey {
+    pub source: String,
+    pub id: String,
+}
+
+/// What the claim of a trusted producer's event needs to know of it.
 pub struct Delivered<'a> {
     pub function: &'a str,
     pub event_source: &'a str,
@@ -33,32 +41,68 @@ pub struct Delivered<'a> {
     pub trace_parent: Option<&'a str>,
 }
 
-/// Marks the job `running` and counts the attempt; creates the job on first sight when a
-/// trusted producer published the event straight to the broker. A finished job is returned
-/// untouched, so its stored answer can be republished.
-pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::Error> {
-    // A gateway's job exists already: claim it without sending its input to Postgres again
-    // (up to the body limit, per delivery). Only a job seen for the first time is inserted.
-    if let Some(job) = claim_recorded(pool, d).await? {
-        return Ok(job);
+/// The claim of a trusted producer's event (one a gateway did not publish): marks its job
+/// `running` and counts the attempt, recording the job (and its `source` + `id` key) on first
+/// sight. A finished job is returned untouched, so its stored answer can be republished.
+pub async fn claim_produced(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::Error> {
+    // Twice at most: a key whose job is gone (past retention) is freed once, then it is new.
+    for _ in 0..2 {
+        let known = sqlx::query_scalar!(
+            "SELECT job_id FROM job_event_key WHERE event_source = $1 AND event_id = $2",
+            d.event_source,
+            d.event_id,
+        )
+        .fetch_optional(pool)
+        .await?;
+        match known {
+            Some(id) => {
+                if let Some(job) = claim_group(pool, &[JobId(id)]).await?.pop().flatten() {
+                    return Ok(job);
+                }
+                sqlx::query!(
+                    "DELETE FROM job_event_key WHERE event_source = $1 AND event_id = $2 AND job_id = $3",
+                    d.event_source,
+                    d.event_id,
+                    id,
+                )
+                .execute(pool)
+                .await?;
+            }
+            None => {
+                if let Some(job) = record_produced(pool, d).await? {
+                    return Ok(job);
+                }
+                // Another delivery recorded it meanwhile: claim that one.
+            }
+        }
     }
+    Err(sqlx::Error::RowNotFound)
+}
+
+/// Records a trusted producer's job on first sight, running; `None` when its key was taken
+/// meanwhile.
+async fn record_produced(
+    pool: &PgPool,
+    d: &Delivered<'_>,
+) -> Result<Option<JobRecord>, sqlx::Error> {
     sqlx::query_as!(
         JobRecord,
         r#"
-        INSERT INTO job (id, function, state, attempts, event_source, event_id, input,
-                         trace_parent, started_at)
-        VALUES ($1, $2, 'running', 1, $3, $4, $5, $6, now())
-        ON CONFLICT (event_source, event_id) DO UPDATE SET
-            state      = CASE WHEN job.state IN ('queued', 'running')
-                              THEN 'running'::job_state ELSE job.state END,
-            attempts   = CASE WHEN job.state IN ('queued', 'running')
-                              THEN job.attempts + 1 ELSE job.attempts END,
-            started_at = CASE WHEN job.state IN ('queued', 'running')
-                              THEN now() ELSE job.started_at END,
-            updated_at = now()
-        RETURNING id AS "id: JobId", state AS "state: JobState", attempts, result, error,
-                  finished_at, owner_id,
-                  (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
+        WITH key AS (
+            INSERT INTO job_event_key (event_source, event_id, job_id) VALUES ($3, $4, $1)
+            ON CONFLICT (event_source, event_id) DO NOTHING
+            RETURNING job_id
+        ), inserted AS (
+            INSERT INTO job (id, function, state, attempts, event_source, event_id, input,
+                             trace_parent, started_at)
+            SELECT job_id, $2, 'running', 1, $3, $4, $5, $6, now() FROM key
+            RETURNING id, state, attempts, result, error, finished_at, owner_id
+        ), open AS (
+            INSERT INTO job_open (job_id) SELECT id FROM inserted
+        )
+        SELECT id AS "id!: JobId", state AS "state!: JobState", attempts AS "attempts!", result,
+               error, finished_at, owner_id, NULL::text AS tenant
+        FROM inserted
         "#,
         JobId::new().0,
         d.function,
@@ -67,56 +111,20 @@ pub async fn claim(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecord, sqlx::
         d.input,
         d.trace_parent,
     )
-    .fetch_one(pool)
-    .await
-}
-
-/// The claim of a job that is already recorded (served by the `(event_source, event_id)`
-/// unique index); `None` when there is none.
-async fn claim_recorded(
-    pool: &PgPool,
-    d: &Delivered<'_>,
-) -> Result<Option<JobRecord>, sqlx::Error> {
-    sqlx::query_as!(
-        JobRecord,
-        r#"
-        UPDATE job SET
-            state      = CASE WHEN state IN ('queued', 'running')
-                              THEN 'running'::job_state ELSE state END,
-            attempts   = CASE WHEN state IN ('queued', 'running')
-                              THEN attempts + 1 ELSE attempts END,
-            started_at = CASE WHEN state IN ('queued', 'running')
-                              THEN now() ELSE started_at END,
-            updated_at = now()
-        WHERE event_source = $1 AND event_id = $2
-        RETURNING id AS "id: JobId", state AS "state: JobState", attempts, result, error,
-                  finished_at, owner_id,
-                  (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
-        "#,
-        d.event_source,
-        d.event_id,
-    )
     .fetch_optional(pool)
     .await
 }
 
-/// The identity of a delivery's job on the bus.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EventKey {
-    pub source: String,
-    pub id: String,
-}
-
-/// Claims the recorded jobs of a group of deliveries in one statement, in order; `None` for
-/// a delivery whose job is not recorded yet (a trusted producer's event seen for the first
-/// time: [`claim`] records it). The keys must be distinct.
-pub async fn claim_recorded_group(
+/// Claims recorded jobs by id, in one statement, in order: marks each `running` and counts the
+/// attempt, unless it is finished (returned untouched). `None` for a job that is not recorded.
+/// The ids must be distinct.
+pub async fn claim_group(
     pool: &PgPool,
-    keys: &[EventKey],
+    ids: &[JobId],
 ) -> Result<Vec<Option<JobRecord>>, sqlx::Error> {
-    let sources: Vec<String> = keys.iter().map(|k| k.source.clone()).collect();
-    let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
-    let rows = sqlx::query!(
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+    let mut claimed: std::collections::HashMap<Uuid, JobRecord> = sqlx::query_as!(
+        JobRecord,
         r#"
         UPDATE job SET
             state      = CASE WHEN job.state IN ('queued', 'running')
@@ -126,40 +134,20 @@ pub async fn claim_recorded_group(
             started_at = CASE WHEN job.state IN ('queued', 'running')
                               THEN now() ELSE job.started_at END,
             updated_at = now()
-        FROM unnest($1::text[], $2::text[]) AS d(event_source, event_id)
-        WHERE job.event_source = d.event_source AND job.event_id = d.event_id
-        RETURNING job.event_source, job.event_id, job.id AS "id: JobId",
-                  job.state AS "state: JobState", job.attempts, job.result, job.error,
-                  job.finished_at, job.owner_id,
+        FROM unnest($1::uuid[]) AS d(id)
+        WHERE job.id = d.id
+        RETURNING job.id AS "id: JobId", job.state AS "state: JobState", job.attempts,
+                  job.result, job.error, job.finished_at, job.owner_id,
                   (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
         "#,
-        &sources,
         &ids,
     )
     .fetch_all(pool)
-    .await?;
-    let mut claimed: std::collections::HashMap<EventKey, JobRecord> = rows
-        .into_iter()
-        .map(|r| {
-            (
-                EventKey {
-                    source: r.event_source,
-                    id: r.event_id,
-                },
-                JobRecord {
-                    id: r.id,
-                    state: r.state,
-                    attempts: r.attempts,
-                    result: r.result,
-                    error: r.error,
-                    finished_at: r.finished_at,
-                    owner_id: r.owner_id,
-                    tenant: r.tenant,
-                },
-            )
-        })
-        .collect();
-    Ok(keys.iter().map(|k| claimed.remove(k)).collect())
+    .await?
+    .into_iter()
+    .map(|job| (job.id.0, job))
+    .collect();
+    Ok(ids.iter().map(|id| claimed.remove(id)).collect())
 }
 
 /// Records the results of a group of handlers that wrote nothing else, in one statement, in
@@ -173,11 +161,16 @@ pub async fn succeed_group(
     let values: Vec<String> = results.iter().map(|(_, r)| r.clone()).collect();
     let rows = sqlx::query!(
         r#"
-        UPDATE job SET state = 'succeeded', result = d.result::jsonb, finished_at = now(),
-                       updated_at = now()
-        FROM unnest($1::uuid[], $2::text[]) AS d(id, result)
-        WHERE job.id = d.id AND job.state = 'running'
-        RETURNING job.id, job.finished_at AS "finished_at!"
+        WITH finished AS (
+            UPDATE job SET state = 'succeeded', result = d.result::jsonb, finished_at = now(),
+                           updated_at = now()
+            FROM unnest($1::uuid[], $2::text[]) AS d(id, result)
+            WHERE job.id = d.id AND job.state = 'running'
+            RETURNING job.id, job.finished_at
+        ), closed AS (
+            DELETE FROM job_open WHERE job_id IN (SELECT id FROM finished)
+        )
+        SELECT id AS "id!", finished_at AS "finished_at!" FROM finished
         "#,
         &ids,
         &values,
@@ -213,9 +206,14 @@ pub async fn succeed(
 ) -> Result<Finished, sqlx::Error> {
     sqlx::query_scalar!(
         r#"
-        UPDATE job SET state = 'succeeded', result = $2, finished_at = now(), updated_at = now()
-        WHERE id = $1 AND state = 'running'
-        RETURNING finished_at AS "finished_at!"
+        WITH finished AS (
+            UPDATE job SET state = 'succeeded', result = $2, finished_at = now(), updated_at = now()
+            WHERE id = $1 AND state = 'running'
+            RETURNING id, finished_at
+        ), closed AS (
+            DELETE FROM job_open WHERE job_id IN (SELECT id FROM finished)
+        )
+        SELECT finished_at AS "finished_at!" FROM finished
         "#,
         id.0,
         result,
@@ -245,6 +243,8 @@ pub async fn finish_with_error(
             INSERT INTO dead_job (job_id, function, died_at)
             SELECT id, function, finished_at FROM finished WHERE state = 'dead'
             ON CONFLICT (job_id) DO UPDATE SET died_at = EXCLUDED.died_at
+        ), closed AS (
+            DELETE FROM job_open WHERE job_id IN (SELECT id FROM finished)
         )
         SELECT finished_at AS "finished_at!" FROM finished
         "#,

@@ -134,6 +134,14 @@ impl<F: Function> Worker<F> {
             Err(e) if is_data_error(&e) => {
                 return Settlement::Reject(format!("the job cannot be recorded: {e}"));
             }
+            Err(sqlx::Error::RowNotFound) => {
+                return Settlement::Reject(
+                    "an event from a gateway's source whose job is not recorded: a gateway \
+                     records every job before it publishes it, so this one was never accepted \
+                     (or is older than the jobs' retention)"
+                        .into(),
+                );
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "claiming the job failed; handing it back");
                 return Settlement::Retry;

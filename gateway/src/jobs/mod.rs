@@ -28,7 +28,7 @@ use crate::auth::Caller;
 use crate::bus::Waiter;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::jobs::{self, JobRow, NewJob};
+use crate::store::jobs::{self, JobRow, Keyed, NewJob};
 use crate::store::unconfirmed;
 use crate::views::JobView;
 use publish::PublishFailure;
@@ -105,17 +105,33 @@ pub async fn submit(
         owner: caller.entity_id,
         function: function.to_string(),
         idempotency_key: idempotency_key.map(str::to_owned),
-        input: serde_json::to_string(&input).map_err(|e| ApiError::Internal(e.into()))?,
+        input: serde_json::to_string(&input)
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .into(),
         trace_parent: trace.get("traceparent").cloned(),
     };
-    let Some(created_at) = state.recorder.record(new).await? else {
+    // Twice at most: a key whose job is gone is freed once, then the job is new.
+    let mut tries = 0;
+    let created_at = loop {
+        tries += 1;
+        if let Some(created_at) = state.recorder.record(new.clone()).await? {
+            break created_at;
+        }
+        if tries > 2 {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "an idempotency key stays taken without a job"
+            )));
+        }
         let key = idempotency_key.unwrap_or_default();
-        let first = jobs::by_idempotency_key(&state.pool, caller.entity_id, key)
-            .await?
-            .ok_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("idempotency conflict without a job"))
-            })?;
-        return repeated(state, caller, first, function, input, repeat, wait).await;
+        match jobs::by_idempotency_key(&state.pool, caller.entity_id, key).await? {
+            Keyed::Job(first) => {
+                return repeated(state, caller, *first, function, input, repeat, wait).await;
+            }
+            // The key's job is past retention: the key names nothing any more; a new job.
+            Keyed::Gone => jobs::forget_key(&state.pool, caller.entity_id, key).await?,
+            // The first use failed meanwhile (its publish was refused): try again.
+            Keyed::Unused => {}
+        }
     };
     tracing::Span::current().record("job_id", tracing::field::display(id));
     // Registered before publishing: a fast completion must find its caller.

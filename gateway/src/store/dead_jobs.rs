@@ -159,13 +159,19 @@ pub async fn revive(
             DELETE FROM dead_job d USING mine
             WHERE d.job_id = mine.job_id
             RETURNING d.job_id, mine.tenant
+        ), revived AS (
+            UPDATE job SET state = 'queued', attempts = 0, error = NULL, result = NULL,
+                           started_at = NULL, finished_at = NULL, updated_at = now()
+            FROM listed
+            WHERE job.id = listed.job_id AND job.state = 'dead'
+            RETURNING job.id, job.owner_id, listed.tenant, job.event_source, job.event_id,
+                      job.input
+        ), open AS (
+            INSERT INTO job_open (job_id) SELECT id FROM revived ON CONFLICT DO NOTHING
         )
-        UPDATE job SET state = 'queued', attempts = 0, error = NULL, result = NULL,
-                       started_at = NULL, finished_at = NULL, updated_at = now()
-        FROM listed
-        WHERE job.id = listed.job_id AND job.state = 'dead'
-        RETURNING job.id AS "id: JobId", job.owner_id, listed.tenant AS "tenant?",
-                  job.event_source, job.event_id, job.input
+        SELECT id AS "id!: JobId", owner_id, tenant AS "tenant?", event_source AS "event_source!",
+               event_id AS "event_id!", input
+        FROM revived
         "#,
         viewer.tenant,
         function,

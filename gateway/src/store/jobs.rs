@@ -30,13 +30,13 @@ pub struct NewJob {
     pub owner: Uuid,
     pub function: String,
     pub idempotency_key: Option<String>,
-    /// The input as JSON text (serialized once, here).
-    pub input: String,
+    /// The input as JSON text (serialized once, shared: a retry does not copy it).
+    pub input: std::sync::Arc<str>,
     pub trace_parent: Option<String>,
 }
 
-/// Records a group of new jobs, and that their publishes are not confirmed yet (due for the
-/// reconciler after `lease`), in one statement. Answers each job in order: its creation time,
+/// Records a group of new jobs — with their idempotency keys, as open, and as not confirmed
+/// yet (due for the reconciler after `lease`) — in one statement. Answers each job in order: its creation time,
 /// or `None` when its owner already has a job with its idempotency key (also a job earlier in
 /// the same group). The statement is all or nothing; a caller that must fail only the bad
 /// row calls [`insert_one`] for each.
@@ -49,23 +49,31 @@ pub async fn insert_group(
     let owners: Vec<Uuid> = jobs.iter().map(|j| j.owner).collect();
     let functions: Vec<String> = jobs.iter().map(|j| j.function.clone()).collect();
     let keys: Vec<Option<String>> = jobs.iter().map(|j| j.idempotency_key.clone()).collect();
-    let inputs: Vec<String> = jobs.iter().map(|j| j.input.clone()).collect();
+    let inputs: Vec<&str> = jobs.iter().map(|j| &*j.input).collect();
     let traces: Vec<Option<String>> = jobs.iter().map(|j| j.trace_parent.clone()).collect();
     let rows = sqlx::query!(
         r#"
         WITH input AS (
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
                 AS t(id, owner_id, function, idempotency_key, input, trace_parent)
+        ), keyed AS (
+            -- A key's first use claims it; a repeat (also within the group) does not.
+            INSERT INTO job_idempotency (owner_id, key, job_id)
+            SELECT owner_id, idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL
+            ON CONFLICT (owner_id, key) DO NOTHING
+            RETURNING job_id
         ), inserted AS (
             INSERT INTO job (id, owner_id, function, idempotency_key, event_source, event_id,
                              input, trace_parent)
             SELECT id, owner_id, function, idempotency_key, $7, id::text, input::jsonb, trace_parent
             FROM input
-            ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            WHERE idempotency_key IS NULL OR id IN (SELECT job_id FROM keyed)
             RETURNING id, created_at
         ), unconfirmed AS (
             INSERT INTO job_unconfirmed (job_id, due_at)
             SELECT id, created_at + make_interval(secs => $8::float8) FROM inserted
+        ), open AS (
+            INSERT INTO job_open (job_id) SELECT id FROM inserted
         )
         SELECT id AS "id!", created_at AS "created_at!" FROM inserted
         "#,
@@ -73,7 +81,7 @@ pub async fn insert_group(
         &owners,
         &functions,
         &keys as &[Option<String>],
-        &inputs,
+        &inputs as &[&str],
         &traces as &[Option<String>],
         surge_contract::job::GATEWAY_SOURCE,
         lease.as_secs_f64(),
@@ -97,24 +105,81 @@ pub async fn insert_one(
         .flatten())
 }
 
+/// What an owner's idempotency key names.
+#[derive(Debug)]
+pub enum Keyed {
+    /// The job it was first used for.
+    Job(Box<JobRow>),
+    /// A job that is gone (past retention): the key names nothing any more.
+    Gone,
+    /// No job was ever made with it (a repeat raced the first use's failure).
+    Unused,
+}
+
 /// The owner's job with this idempotency key.
 pub async fn by_idempotency_key(
     pool: &PgPool,
     owner: Uuid,
     key: &str,
-) -> Result<Option<JobRow>, sqlx::Error> {
-    sqlx::query_as!(
-        JobRow,
+) -> Result<Keyed, sqlx::Error> {
+    let row = sqlx::query!(
         r#"
-        SELECT id AS "id: JobId", function, state AS "state: JobState", attempts, input, result, error,
-               created_at, started_at, finished_at
-        FROM job WHERE owner_id = $1 AND idempotency_key = $2
+        SELECT k.job_id, j.id AS "id?: JobId", j.function AS "function?",
+               j.state AS "state?: JobState", j.attempts AS "attempts?", j.input, j.result,
+               j.error, j.created_at AS "created_at?", j.started_at, j.finished_at
+        FROM job_idempotency k LEFT JOIN job j ON j.id = k.job_id
+        WHERE k.owner_id = $1 AND k.key = $2
         "#,
         owner,
         key,
     )
     .fetch_optional(pool)
-    .await
+    .await?;
+    let Some(row) = row else {
+        return Ok(Keyed::Unused);
+    };
+    Ok(
+        match (
+            row.id,
+            row.function,
+            row.state,
+            row.attempts,
+            row.created_at,
+        ) {
+            (Some(id), Some(function), Some(state), Some(attempts), Some(created_at)) => {
+                Keyed::Job(Box::new(JobRow {
+                    id,
+                    function,
+                    state,
+                    attempts,
+                    input: row.input,
+                    result: row.result,
+                    error: row.error,
+                    created_at,
+                    started_at: row.started_at,
+                    finished_at: row.finished_at,
+                }))
+            }
+            _ => Keyed::Gone,
+        },
+    )
+}
+
+/// Frees an owner's key whose job is gone, so its next use makes a new job: the
+/// `Idempotency-Key` promise lasts as long as the job is kept.
+pub async fn forget_key(pool: &PgPool, owner: Uuid, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        DELETE FROM job_idempotency k
+        WHERE k.owner_id = $1 AND k.key = $2
+          AND NOT EXISTS (SELECT 1 FROM job WHERE job.id = k.job_id)
+        "#,
+        owner,
+        key,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// The owner's job `id`; another owner's job is not found.
@@ -164,9 +229,15 @@ pub async fn delete_unpublished(pool: &PgPool, owner: Uuid, id: JobId) -> Result
     sqlx::query!(
         r#"
         WITH forgotten AS (
-            DELETE FROM job WHERE id = $1 AND owner_id = $2 AND state = 'queued' RETURNING id
+            DELETE FROM job WHERE id = $1 AND owner_id = $2 AND state = 'queued'
+            RETURNING id, owner_id, idempotency_key
+        ), unconfirmed AS (
+            DELETE FROM job_unconfirmed WHERE job_id IN (SELECT id FROM forgotten)
+        ), open AS (
+            DELETE FROM job_open WHERE job_id IN (SELECT id FROM forgotten)
         )
-        DELETE FROM job_unconfirmed WHERE job_id IN (SELECT id FROM forgotten)
+        DELETE FROM job_idempotency k USING forgotten f
+        WHERE k.owner_id = f.owner_id AND k.key = f.idempotency_key AND k.job_id = f.id
         "#,
         id.0,
         owner,

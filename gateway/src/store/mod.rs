@@ -7,5 +7,7 @@ pub mod entities;
 pub mod flows;
 pub mod jobs;
 pub mod overview;
+pub mod partitions;
+pub mod retention;
 pub mod settings;
 pub mod unconfirmed;

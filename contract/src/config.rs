@@ -58,6 +58,11 @@ pub struct DatabaseSettings {
     /// How long a statement waits for a row lock (a job another delivery is running) before
     /// failing with `lock_not_available`, which callers retry.
     pub lock_timeout_ms: u64,
+    /// A streaming replica for the reads that tolerate lag (the gateway's listings and
+    /// operations figures); a secret like `url`. Never for reads of one's own writes.
+    pub replica_url: Option<SecretString>,
+    /// The replica serves only while it is at most this far behind; else the primary does.
+    pub replica_max_lag_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -68,6 +73,8 @@ impl Default for DatabaseSettings {
             acquire_timeout_ms: 5_000,
             statement_timeout_ms: 30_000,
             lock_timeout_ms: 2_000,
+            replica_url: None,
+            replica_max_lag_ms: 10_000,
         }
     }
 }
@@ -86,11 +93,12 @@ pub enum DatabaseError {
 
 impl DatabaseSettings {
     pub fn connect_options(&self) -> Result<PgConnectOptions, DatabaseError> {
-        let options: PgConnectOptions = self
-            .url
-            .expose_secret()
-            .parse()
-            .map_err(DatabaseError::BadUrl)?;
+        self.options_of(&self.url)
+    }
+
+    fn options_of(&self, url: &SecretString) -> Result<PgConnectOptions, DatabaseError> {
+        let options: PgConnectOptions =
+            url.expose_secret().parse().map_err(DatabaseError::BadUrl)?;
         let statement = format!("{}ms", self.statement_timeout_ms);
         let lock = format!("{}ms", self.lock_timeout_ms);
         Ok(options.options([
@@ -116,6 +124,24 @@ impl DatabaseSettings {
             .connect_with(options)
             .await
             .map_err(|source| DatabaseError::Connect { target, source })
+    }
+}
+
+impl DatabaseSettings {
+    /// The replica's pool, when one is configured: connected lazily (a replica that is down at
+    /// start must not stop the process; reads fall back to the primary), at most a quarter of
+    /// the primary's connections.
+    pub fn replica(&self) -> Result<Option<PgPool>, DatabaseError> {
+        let Some(url) = &self.replica_url else {
+            return Ok(None);
+        };
+        let options = self.options_of(url)?;
+        Ok(Some(
+            PgPoolOptions::new()
+                .max_connections((self.max_connections / 4).max(1))
+                .acquire_timeout(Duration::from_millis(self.acquire_timeout_ms.min(2_000)))
+                .connect_lazy_with(options),
+        ))
     }
 }
 
@@ -295,6 +321,34 @@ mod tests {
     struct WithTelemetry {
         #[serde(default)]
         telemetry: crate::telemetry::TelemetrySettings,
+    }
+
+    #[test]
+    fn a_retention_shorter_than_a_jobs_longest_life_is_refused_naming_both() {
+        let jobs = super::JobSettings {
+            retention_s: 3_600,
+            ..Default::default()
+        };
+        let error = jobs
+            .validate(std::time::Duration::from_secs(7_200))
+            .unwrap_err();
+        assert!(error.contains("jobs.retention_s (3600 s)"), "{error}");
+        assert!(error.contains("7200 s"), "{error}");
+        assert!(jobs.validate(std::time::Duration::from_secs(60)).is_ok());
+        let shorter_by_function = super::JobSettings {
+            retention_by_function: [("resize".to_owned(), 30)].into(),
+            ..Default::default()
+        };
+        assert!(shorter_by_function.validate(std::time::Duration::from_secs(60)).is_err());
+        assert_eq!(
+            super::JobSettings {
+                retention_by_function: [("resize".to_owned(), 30 * 86_400)].into(),
+                ..Default::default()
+            }
+            .partition_retention(),
+            std::time::Duration::from_secs(30 * 86_400),
+            "a partition waits for the longest"
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub mod maintenance;
 pub mod metrics;
 /// The OpenAPI document: security, shared answers, `/openapi.json`.
 pub mod openapi;
+/// Where the reads that tolerate lag go: the replica, else the primary.
+pub mod reads;
 /// HTTP routes, one module per resource.
 pub mod routes;
 /// KEDA's external push scaler over gRPC.

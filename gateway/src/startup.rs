@@ -166,7 +166,13 @@ impl Application {
             (settings.database.max_connections / 3).clamp(1, 4) as usize,
             metrics.process.group_sizes("jobs"),
         );
+        let reads = Arc::new(crate::reads::Reads::new(
+            pool.clone(),
+            settings.database.replica()?,
+            Duration::from_millis(settings.database.replica_max_lag_ms),
+        ));
         let state = AppState {
+            reads,
             pool,
             bus,
             activity,
@@ -186,6 +192,7 @@ impl Application {
             recorder,
             reconciler: Arc::default(),
         };
+        tokio::spawn(Arc::clone(&state.reads).watch(state.shutdown.clone()));
         tokio::spawn(crate::maintenance::run_every(
             state.pool.clone(),
             crate::maintenance::Policy {

@@ -18,7 +18,10 @@ use crate::store::dead_jobs::Viewer;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
+    /// The primary: every write, and every read of one's own writes.
     pub pool: PgPool,
+    /// The reads that tolerate lag: the replica when one serves.
+    pub reads: Arc<crate::reads::Reads>,
     pub bus: Bus,
     pub auth: Arc<Authenticator>,
     pub tenants: Arc<Tenants>,

@@ -12,7 +12,11 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates an empty database (no schema).
     pub async fn empty(name: &str) -> Self {
-        let server = crate::postgres_server_url();
+        Self::empty_on(&crate::postgres_server_url(), name).await
+    }
+
+    /// Creates an empty database on `server` (`postgres://user@host:port`).
+    pub async fn empty_on(server: &str, name: &str) -> Self {
         let mut admin = PgConnection::connect(&format!("{server}/postgres"))
             .await
             .expect("connect to Postgres (is it running on 127.0.0.1:5432?)");
@@ -33,7 +37,12 @@ impl TestDatabase {
 
     /// Creates a database with Surge's schema, applied by the same code `surge migrate` runs.
     pub async fn migrated(name: &str) -> Self {
-        let db = Self::empty(name).await;
+        Self::migrated_on(&crate::postgres_server_url(), name).await
+    }
+
+    /// As `migrated`, on `server`.
+    pub async fn migrated_on(server: &str, name: &str) -> Self {
+        let db = Self::empty_on(server, name).await;
         surge_contract::schema::migrate(&db.pool)
             .await
             .expect("migrate test database");

@@ -42,6 +42,9 @@ pub struct TestAppBuilder {
     pub delivery: Option<(u64, u64)>,
     /// `broker.url` for the gateway (default: the machine's broker), e.g. through a proxy.
     pub broker_url: Option<String>,
+    /// The database on a primary with a streaming replica of the test's own, the replica as
+    /// `database.replica_url` (allowed a minute of lag, so a paused replica still serves).
+    pub replica: bool,
 }
 
 impl Default for TestAppBuilder {
@@ -58,6 +61,7 @@ impl Default for TestAppBuilder {
             ws_ping_interval_ms: 20_000,
             delivery: None,
             broker_url: None,
+            replica: false,
         }
     }
 }
@@ -66,13 +70,40 @@ impl TestAppBuilder {
     pub async fn spawn(self) -> TestApp {
         crate::init_telemetry();
         let name = crate::unique_name();
-        let db = TestDatabase::migrated(&name).await;
+        let replicated = match self.replica {
+            true => Some(crate::ReplicatedPostgres::start().await),
+            false => None,
+        };
+        let db = match &replicated {
+            Some(pg) => TestDatabase::migrated_on(&pg.primary, &name).await,
+            None => TestDatabase::migrated(&name).await,
+        };
         let prefix = format!("{name}-");
         let mut settings = GatewaySettings::default();
         settings.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.http.sync_timeout_ms = self.sync_timeout_ms;
         settings.http.body_limit_bytes = self.body_limit_bytes;
         settings.database.url = SecretString::from(db.url.clone());
+        if let Some(pg) = &replicated {
+            let replica = format!("{}/{name}", pg.replica);
+            eventually(
+                "the replica to have the schema",
+                Duration::from_secs(20),
+                || async {
+                    let pool = sqlx::PgPool::connect(&replica).await.ok()?;
+                    let ready: Option<bool> =
+                        sqlx::query_scalar("SELECT to_regclass('job_open') IS NOT NULL")
+                            .fetch_one(&pool)
+                            .await
+                            .ok();
+                    pool.close().await;
+                    ready.filter(|r| *r)
+                },
+            )
+            .await;
+            settings.database.replica_url = Some(SecretString::from(replica));
+            settings.database.replica_max_lag_ms = 60_000;
+        }
         settings.broker.url =
             SecretString::from(self.broker_url.clone().unwrap_or_else(crate::amqp_url));
         settings.broker.prefix = prefix.clone();
@@ -168,12 +199,15 @@ impl TestAppBuilder {
             shutdown,
             spawned: 0,
             idps,
+            replicated,
         }
     }
 }
 
 /// One test's Surge.
 pub struct TestApp {
+    /// The primary and replica of a test with `replica` (dropped after the database).
+    pub replicated: Option<crate::ReplicatedPostgres>,
     pub addr: SocketAddr,
     /// The external scaler's address, when the builder turned it on.
     pub scaler_addr: Option<SocketAddr>,

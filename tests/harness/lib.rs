@@ -14,6 +14,7 @@ mod identity;
 mod otlp;
 mod prometheus;
 mod proxy;
+mod replica;
 
 pub use api::{ApiClient, Exchange, Reply, job_problem, read_json, read_problem};
 pub use broker::{BrokerProbe, close_connections_named};
@@ -24,6 +25,7 @@ pub use identity::{Browser, IdentityProvider, Landing, idp_dir};
 pub use otlp::{OtlpReceiver, ReceivedSpan, SpanKind, tree};
 pub use prometheus::{Prometheus, Sample};
 pub use proxy::FaultyProxy;
+pub use replica::ReplicatedPostgres;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

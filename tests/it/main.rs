@@ -21,6 +21,7 @@ mod local_scaler;
 mod logs;
 mod metrics;
 mod openapi;
+mod replica;
 mod retention;
 mod scaler;
 mod schema;

@@ -127,14 +127,12 @@ async fn list(
             })
         })
         .transpose()?;
-    let rows = dead_jobs::list(
-        &state.pool,
-        state.viewer(&caller),
-        function.as_str(),
-        before,
-        limit,
-    )
-    .await?;
+    let viewer = state.viewer(&caller);
+    let name = function.as_str();
+    let rows = state
+        .reads
+        .run(|pool| async move { dead_jobs::list(&pool, viewer, name, before, limit).await })
+        .await?;
     let next_before = paging::next_before(&rows, limit, |r| DeadCursor::of(r).encode());
     Ok(Json(DeadPage {
         jobs: rows.into_iter().map(DeadJob::from).collect(),

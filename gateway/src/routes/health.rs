@@ -23,6 +23,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Health {
     /// `ok` (alive) or `ready`.
     pub status: String,
+    /// Why the reads that tolerate lag are on the primary although a replica is configured
+    /// (`database.replica_url`): the replica is down or too far behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// Liveness
@@ -33,6 +37,7 @@ pub struct Health {
 async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
+        replica: None,
     })
 }
 
@@ -62,5 +67,6 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
     }
     Ok(Json(Health {
         status: "ready".into(),
+        replica: state.reads.replica_down(),
     }))
 }

@@ -148,7 +148,13 @@ async fn list(
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(params) = params?;
     let (limit, before) = page(params.limit, params.before, state.http.max_page_size)?;
-    let rows = store::jobs::list(&state.pool, caller.entity_id, before, limit).await?;
+    // A listing tolerates lag (the replica's, when there is one); a job just submitted is read
+    // by its id, from the primary.
+    let owner = caller.entity_id;
+    let rows = state
+        .reads
+        .run(|pool| async move { store::jobs::list(&pool, owner, before, limit).await })
+        .await?;
     let next_before = paging::next_before(&rows, limit, |r| r.id);
     Ok(Json(JobPage {
         jobs: rows.into_iter().map(JobView::from).collect(),

@@ -77,8 +77,14 @@ async fn functions(
     let at = Utc::now();
     let since = JobId::first_at(at - chrono::Duration::seconds(WINDOW_S));
     let viewer = state.viewer(&caller);
-    let finished = overview::finished_since(&state.pool, viewer, since).await?;
-    let dead = overview::dead_counts(&state.pool, viewer).await?;
+    let finished = state
+        .reads
+        .run(|pool| async move { overview::finished_since(&pool, viewer, since).await })
+        .await?;
+    let dead = state
+        .reads
+        .run(|pool| async move { overview::dead_counts(&pool, viewer).await })
+        .await?;
     let mut names: Vec<_> = state.functions.iter().collect();
     names.sort();
     let functions = names
@@ -172,7 +178,11 @@ async fn recent(
 ) -> Result<Json<TenantJobs>, ApiError> {
     let Query(params) = params?;
     let limit = paging::limit(params.limit, 50, state.http.max_page_size)?;
-    let rows = overview::recent(&state.pool, state.viewer(&caller), limit).await?;
+    let viewer = state.viewer(&caller);
+    let rows = state
+        .reads
+        .run(|pool| async move { overview::recent(&pool, viewer, limit).await })
+        .await?;
     Ok(Json(TenantJobs {
         jobs: rows.into_iter().map(TenantJob::from).collect(),
     }))

@@ -98,6 +98,12 @@ cluster: setup
 cluster-stop:
     scripts/rabbitmq-nodes.sh stop .surge/rabbitmq-cluster
 
+# The job store at scale: the job path and reads with tens of millions of finished jobs in
+# the job table against an empty one, and the time to drop a day's partition.
+bench-scale ROWS="20000000": setup
+    cargo build --release --workspace --bins --locked
+    target/release/surge-bench --bin-dir target/release --callers 64 --scale-rows {{ROWS}}
+
 # Remove the queues, exchanges and databases that killed test runs left behind (never while
 # tests run).
 clean-test-leftovers:

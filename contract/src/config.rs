@@ -339,7 +339,11 @@ mod tests {
             retention_by_function: [("resize".to_owned(), 30)].into(),
             ..Default::default()
         };
-        assert!(shorter_by_function.validate(std::time::Duration::from_secs(60)).is_err());
+        assert!(
+            shorter_by_function
+                .validate(std::time::Duration::from_secs(60))
+                .is_err()
+        );
         assert_eq!(
             super::JobSettings {
                 retention_by_function: [("resize".to_owned(), 30 * 86_400)].into(),

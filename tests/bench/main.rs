@@ -6,6 +6,7 @@
 mod celery;
 mod cold;
 mod raw;
+mod scale;
 mod stats;
 mod surge;
 
@@ -37,6 +38,13 @@ struct Args {
     /// The `sslmode` of Surge's PostgreSQL connections (`disable`, `prefer`, `require`).
     #[arg(long, default_value = "disable")]
     sslmode: String,
+    /// Instead of the comparison: the job store at scale, with this many finished jobs in the
+    /// job table against an empty one (`just bench-scale`).
+    #[arg(long, default_value_t = 0)]
+    scale_rows: u64,
+    /// The day partitions those jobs are spread over.
+    #[arg(long, default_value_t = 30)]
+    scale_days: u32,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -59,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         return raw::respond(&queue, prefetch).await;
     }
     let duration = Duration::from_secs(args.seconds);
+    if args.scale_rows > 0 {
+        return at_scale(&args, duration).await;
+    }
     let max_callers = args.callers.iter().copied().max().unwrap_or(1);
 
     let mut rows: Vec<(String, usize, Measurement)> = Vec::new();
@@ -102,6 +113,51 @@ async fn main() -> anyhow::Result<()> {
         let (pushed, polling) = cold::measure(&args.bin_dir, args.cold_starts).await?;
         report += &cold::report(&pushed, &polling);
     }
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, report.as_bytes())?;
+    Ok(())
+}
+
+/// `--scale-rows`: the job path and reads on an empty job table and a full one, same run.
+async fn at_scale(args: &Args, duration: Duration) -> anyhow::Result<()> {
+    use surge_tests::{TestDatabase, unique_name};
+    let callers = args.callers.iter().copied().max().unwrap_or(64);
+    let empty = TestDatabase::migrated(&unique_name()).await;
+    let (empty, db) = scale::measure(
+        "empty",
+        &args.bin_dir,
+        empty,
+        callers,
+        duration,
+        &args.sslmode,
+    )
+    .await?;
+    TestDatabase::drop_blocking(&db.name);
+    eprintln!(
+        "filling {} jobs over {} days…",
+        args.scale_rows, args.scale_days
+    );
+    let (full, fill) = scale::filled(args.scale_rows, args.scale_days).await?;
+    let label = format!("{} finished jobs", args.scale_rows);
+    let (full, db) = scale::measure(
+        &label,
+        &args.bin_dir,
+        full,
+        callers,
+        duration,
+        &args.sslmode,
+    )
+    .await?;
+    let dropped = scale::drop_oldest(&db).await?;
+    TestDatabase::drop_blocking(&db.name);
+    let report = scale::report(
+        &[empty, full],
+        args.scale_rows,
+        args.scale_days,
+        fill,
+        dropped,
+        &args.sslmode,
+    );
     let mut out = std::io::stdout().lock();
     std::io::Write::write_all(&mut out, report.as_bytes())?;
     Ok(())

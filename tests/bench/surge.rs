@@ -47,8 +47,18 @@ pub struct SurgeBench {
 
 impl SurgeBench {
     pub async fn start(bin_dir: &Path, max_callers: usize, sslmode: &str) -> anyhow::Result<Self> {
-        let name = unique_name();
-        let db = TestDatabase::migrated(&name).await;
+        let db = TestDatabase::migrated(&unique_name()).await;
+        Self::start_on(bin_dir, max_callers, sslmode, db).await
+    }
+
+    /// As `start`, on a database made already (the scale benchmark's, filled).
+    pub async fn start_on(
+        bin_dir: &Path,
+        max_callers: usize,
+        sslmode: &str,
+        db: TestDatabase,
+    ) -> anyhow::Result<Self> {
+        let name = db.name.clone();
         let prefix = format!("bench-{name}-");
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -122,8 +132,58 @@ impl SurgeBench {
         Ok(())
     }
 
+    /// `GET path` by one caller, again and again (answered 200 each time).
+    pub async fn measure_get(&self, path: &str, duration: Duration) -> Measurement {
+        let url = format!("{}{path}", self.url);
+        let url = url.as_str();
+        run_callers(1, duration, || async move {
+            let response = self.client.get(url).header("x-api-key", KEY).send().await?;
+            anyhow::ensure!(
+                response.status() == reqwest::StatusCode::OK,
+                "status {}",
+                response.status()
+            );
+            response.bytes().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A job id the benchmark's entity owns, from the last sync call's answer.
+    pub async fn one_job(&self) -> anyhow::Result<String> {
+        let response = self
+            .client
+            .post(format!("{}/jobs/echo", self.url))
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .body(r#"{"hello":"world"}"#)
+            .send()
+            .await?;
+        let job: serde_json::Value = response.json().await?;
+        job["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no job id in {job}"))
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.db.pool
+    }
+
     pub async fn measure(&self, callers: usize, duration: Duration) -> Measurement {
         run_callers(callers, duration, || self.call()).await
+    }
+
+    /// Stops the processes and removes the broker objects, keeping the database.
+    pub async fn stop_keeping_database(mut self) {
+        self.echo.sigterm();
+        self.gateway.sigterm();
+        let _ = self.echo.wait(Duration::from_secs(30)).await;
+        let _ = self.gateway.wait(Duration::from_secs(30)).await;
+        BrokerProbe::connect()
+            .await
+            .delete_topology(&self.prefix, &["echo"])
+            .await;
     }
 
     pub async fn stop(mut self) {

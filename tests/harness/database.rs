@@ -49,6 +49,15 @@ impl TestDatabase {
         db
     }
 
+    /// A database made earlier, with its pool (a benchmark hands it from one phase to the next).
+    pub fn reopen(name: &str, pool: PgPool) -> Self {
+        Self {
+            name: name.to_owned(),
+            url: format!("{}/{name}", crate::postgres_server_url()),
+            pool,
+        }
+    }
+
     /// Creates a database with Surge's schema as it was at migration `version` (to test what
     /// the later migrations do to existing data).
     pub async fn migrated_to(name: &str, version: i64) -> Self {

@@ -152,8 +152,8 @@ async fn at_scale(args: &Args, duration: Duration) -> anyhow::Result<()> {
     TestDatabase::drop_blocking(&db.name);
     let report = scale::report(
         &[empty, full],
-        args.scale_rows,
-        args.scale_days,
+        callers,
+        (args.scale_rows, args.scale_days),
         fill,
         dropped,
         &args.sslmode,

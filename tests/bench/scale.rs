@@ -141,14 +141,14 @@ fn ms(d: Duration) -> String {
 
 pub fn report(
     figures: &[Figures],
-    rows: u64,
-    days: u32,
+    callers: usize,
+    (rows, days): (u64, u32),
     fill: Duration,
     dropped: (Duration, i64),
     sslmode: &str,
 ) -> String {
     let mut out = format!(
-        "| job table | sync echo at 64 callers (req/s) | echo p50 (ms) | GET /jobs/{{id}} p50 / p99 (ms) | GET /jobs p50 / p99 (ms) |\n|---|---:|---:|---:|---:|\n"
+        "| job table | sync echo at {callers} callers (req/s) | echo p50 (ms) | GET /jobs/{{id}} p50 / p99 (ms) | GET /jobs p50 / p99 (ms) |\n|---|---:|---:|---:|---:|\n"
     );
     for f in figures {
         out += &format!(

@@ -49,6 +49,8 @@ pub enum BindingError {
         content_type: Option<String>,
         reason: String,
     },
+    #[error("data Surge cannot store: {0}")]
+    Unstorable(String),
 }
 
 /// An AMQP message body with the properties that carry a CloudEvent.
@@ -117,10 +119,7 @@ pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Event, Bindin
 /// delivery): JSON (`json_data`) that Postgres can store and hand back (`storable`).
 pub fn json_input(event: &Event) -> Result<serde_json::Value, BindingError> {
     let value = json_data(event)?;
-    storable(&value).map_err(|reason| BindingError::DataNotJson {
-        content_type: event.datacontenttype().map(str::to_owned),
-        reason,
-    })?;
+    storable(&value).map_err(BindingError::Unstorable)?;
     Ok(value)
 }
 
@@ -155,19 +154,57 @@ pub fn json_data(event: &Event) -> Result<serde_json::Value, BindingError> {
 /// back. Refusing them at the door keeps every stored document readable.
 pub const MAX_NUMBER: f64 = 1e308;
 
-/// Whether every number in `value` is within ±`MAX_NUMBER`; the error names the first that
-/// is not.
+/// Whether Postgres can store `value` and hand it back: every number within ±`MAX_NUMBER`,
+/// and no U+0000 (NUL) in a string or a member name (`jsonb` refuses it). The error names the
+/// first field that is not, as a JSON pointer (`/items/3/name`).
 pub fn storable(value: &serde_json::Value) -> Result<(), String> {
+    check_storable(value, &mut String::new())
+}
+
+fn check_storable(value: &serde_json::Value, path: &mut String) -> Result<(), String> {
     use serde_json::Value;
+    let at = |path: &str| {
+        if path.is_empty() {
+            "the value".to_owned()
+        } else {
+            format!("the field {path}")
+        }
+    };
     match value {
         Value::Number(n) => match n.as_f64() {
             Some(x) if x.abs() > MAX_NUMBER => Err(format!(
-                "the number {n} is beyond ±1e308, which Surge does not store"
+                "{} is the number {n}, beyond ±1e308, which Surge does not store",
+                at(path)
             )),
             _ => Ok(()),
         },
-        Value::Array(items) => items.iter().try_for_each(storable),
-        Value::Object(members) => members.values().try_for_each(storable),
+        Value::String(s) if s.contains('\0') => Err(format!(
+            "{} holds U+0000 (NUL), which Surge does not store",
+            at(path)
+        )),
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("/{i}"));
+            let checked = check_storable(item, path);
+            path.truncate(len);
+            checked
+        }),
+        Value::Object(members) => members.iter().try_for_each(|(name, member)| {
+            let len = path.len();
+            // JSON pointer escapes (RFC 6901).
+            path.push('/');
+            path.push_str(&name.replace('~', "~0").replace('/', "~1"));
+            let checked = if name.contains('\0') {
+                Err(format!(
+                    "a member name at {} holds U+0000 (NUL), which Surge does not store",
+                    at(&path[..len])
+                ))
+            } else {
+                check_storable(member, path)
+            };
+            path.truncate(len);
+            checked
+        }),
         _ => Ok(()),
     }
 }

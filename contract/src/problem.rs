@@ -86,6 +86,9 @@ pub mod types {
     pub const CONFLICT: &str = "urn:surge:problem:conflict";
     /// A setting's name or value is not acceptable (`detail` says why).
     pub const INVALID_SETTING: &str = "urn:surge:problem:invalid-setting";
+    /// Valid JSON that Surge cannot store: U+0000 (NUL) in a string or a member name, a number
+    /// beyond ±1e308 (`detail` names the field).
+    pub const UNSTORABLE_VALUE: &str = "urn:surge:problem:unstorable-value";
     /// A handler reported a permanent failure.
     pub const JOB_FAILED: &str = "urn:surge:problem:job-failed";
     /// The handler's input did not match the function's input type.
@@ -97,6 +100,7 @@ pub mod types {
     pub const ALL: &[&str] = &[
         BAD_REQUEST,
         INVALID_JSON,
+        UNSTORABLE_VALUE,
         PAYLOAD_TOO_LARGE,
         UNAUTHORIZED,
         NOT_FOUND,

@@ -21,6 +21,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     InvalidJson(String),
+    /// Valid JSON that Postgres cannot store (NUL, a number beyond ±1e308).
+    #[error("{0}")]
+    Unstorable(String),
     #[error("the body exceeds {0} bytes")]
     PayloadTooLarge(usize),
     #[error("this Idempotency-Key was first used for another request ({0})")]
@@ -70,6 +73,11 @@ impl ApiError {
             ),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, types::BAD_REQUEST, "Bad request"),
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, types::INVALID_JSON, "Invalid JSON"),
+            Self::Unstorable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                types::UNSTORABLE_VALUE,
+                "A value Surge cannot store",
+            ),
             Self::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 types::PAYLOAD_TOO_LARGE,

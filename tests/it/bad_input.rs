@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use surge_gateway::routes::health::Health;
 use surge_gateway::views::JobPage;
-use surge_tests::{TEST_API_KEY, TestApp};
+use surge_tests::{TEST_API_KEY, TestApp, TestAppBuilder};
 
 #[tokio::test]
 async fn an_unknown_function_is_404() {
@@ -126,19 +126,76 @@ async fn health_answers_without_a_key_and_readiness_reports_the_links() {
 /// Found by schemathesis: Postgres hands a number near `f64::MAX` back as a 309-digit
 /// integer that JSON parsers refuse, so such a job could be stored and never read again.
 #[tokio::test]
-async fn a_number_storage_cannot_give_back_is_400_and_nothing_is_stored() {
+async fn a_number_storage_cannot_give_back_is_422_naming_the_field_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
     let problem = app
         .post_problem(
             "/jobs/echo",
             &json!({"x": [1, f64::MAX]}),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-    assert_eq!(problem.kind, "urn:surge:problem:invalid-json");
+    assert_eq!(problem.kind, "urn:surge:problem:unstorable-value");
     let detail = problem.detail.unwrap();
-    assert!(detail.contains("1e308"), "{detail}");
+    assert!(
+        detail.contains("1e308") && detail.contains("/x/1"),
+        "{detail}"
+    );
     assert_eq!(app.count("job").await, 0);
     let listed: JobPage = app.get("/jobs", StatusCode::OK).await;
     assert!(listed.jobs.is_empty());
+}
+
+#[tokio::test]
+async fn nul_in_an_input_is_422_naming_the_field_at_every_way_in_and_nothing_is_stored() {
+    let app = TestAppBuilder {
+        dev_admin: true,
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    // POST /jobs: in a string, and in a member name.
+    let problem = app
+        .post_problem(
+            "/jobs/echo",
+            &json!({"order": {"note": "a\u{0}b"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert_eq!(problem.kind, "urn:surge:problem:unstorable-value");
+    assert!(problem.detail.unwrap().contains("/order/note"));
+    let problem = app
+        .post_problem(
+            "/jobs/echo",
+            &json!({"k\u{0}": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert!(problem.detail.unwrap().contains("member name"));
+    // POST /events, a batch: the event is named, nothing of the batch is taken.
+    let batch = json!([
+        {"specversion": "1.0", "id": "fine", "source": "/nul", "type": "dev.surge.fn.echo", "data": {}},
+        {"specversion": "1.0", "id": "bad", "source": "/nul", "type": "dev.surge.fn.echo",
+         "data": {"text": "\u{0}"}},
+    ]);
+    let reply = app
+        .exchange(reqwest::Method::POST, "/events")
+        .body("application/cloudevents-batch+json", batch.to_string())
+        .expect_problem(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    let detail = reply.body.detail.unwrap();
+    assert!(
+        detail.contains("\"bad\"") && detail.contains("/text"),
+        "{detail}"
+    );
+    // A setting's value.
+    let problem = app
+        .post_problem(
+            "/settings",
+            &json!({"name": "greeting", "value": {"text": "\u{0}"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert!(problem.detail.unwrap().contains("/text"));
+    assert_eq!(app.count("job").await, 0, "nothing was stored");
 }

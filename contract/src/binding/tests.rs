@@ -229,10 +229,27 @@ proptest! {
 }
 
 #[test]
+fn nul_postgres_cannot_store_is_refused_naming_the_field() {
+    let err = storable(&serde_json::json!({"user": {"a/b": ["ok", "x\u{0}y"]}})).unwrap_err();
+    assert_eq!(
+        err,
+        "the field /user/a~1b/1 holds U+0000 (NUL), which Surge does not store"
+    );
+    let err = storable(&serde_json::json!({"ok": {"bad\u{0}name": 1}})).unwrap_err();
+    assert!(err.contains("a member name at the field /ok"), "{err}");
+    let err = storable(&serde_json::json!("\u{0}")).unwrap_err();
+    assert!(err.starts_with("the value holds U+0000"), "{err}");
+    assert!(storable(&serde_json::json!({"fine": "\\u0000 as text"})).is_ok());
+}
+
+#[test]
 fn numbers_postgres_cannot_hand_back_are_refused() {
     assert!(storable(&serde_json::json!({"a": [1, 2.5, -1e300, 1e308]})).is_ok());
     let err = storable(&serde_json::json!({"a": [1, {"b": f64::MAX}]})).unwrap_err();
-    assert!(err.contains("1e308"), "{err}");
+    assert!(
+        err.contains("1e308") && err.contains("the field /a/1/b"),
+        "{err}"
+    );
     assert!(storable(&serde_json::json!(-1.7976931348623157e308)).is_err());
     // Checked where input enters (`json_input`), not on every decode of what Surge made.
     let mut event = sample();
@@ -240,6 +257,6 @@ fn numbers_postgres_cannot_hand_back_are_refused() {
     assert!(json_data(&event).is_ok());
     assert!(matches!(
         json_input(&event),
-        Err(BindingError::DataNotJson { .. })
+        Err(BindingError::Unstorable(_))
     ));
 }

@@ -113,6 +113,7 @@ struct Incoming {
         (status = 400, description = "Not a CloudEvent, an empty batch, a type that selects no function, a batch above the rate limit's burst", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The type names a function not served here", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the gateway accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An event's data holds a value Surge cannot store (NUL, a number beyond ±1e308); nothing of the batch is accepted", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn receive(
@@ -193,7 +194,14 @@ fn incoming(state: &AppState, event: &Event) -> Result<Incoming, ApiError> {
         ))
     })?;
     let function = state.function(name)?;
-    let input = binding::json_input(event).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let input = binding::json_input(event).map_err(|e| match e {
+        binding::BindingError::Unstorable(why) => ApiError::Unstorable(format!(
+            "event {:?} of {:?}: {why}",
+            event.id(),
+            event.source().to_string()
+        )),
+        e => ApiError::InvalidJson(e.to_string()),
+    })?;
     // `source` + `id` identify an event (CloudEvents spec): hashed to a bounded key.
     let digest = Sha256::new()
         .chain_update(event.source().to_string().as_bytes())

@@ -60,7 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 400, description = "The body is not JSON, or a header is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No function of that name is served here", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the gateway accepts", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The Idempotency-Key was used before for another function or input", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used before for another function or input, or the input holds a value Surge cannot store (NUL, a number beyond ±1e308)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn submit(
@@ -74,7 +74,7 @@ async fn submit(
     let body = body.map_err(|e| body_error(&e, state.http.body_limit_bytes))?;
     let input: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidJson(format!("the body is not JSON: {e}")))?;
-    surge_contract::binding::storable(&input).map_err(ApiError::InvalidJson)?;
+    surge_contract::binding::storable(&input).map_err(ApiError::Unstorable)?;
     let prefer = Preferences::parse(&headers);
     let submission = Submission {
         function: &function,

@@ -153,6 +153,11 @@ pub struct HttpSettings {
     pub sync_timeout_ms: u64,
     /// Upper bound for a caller's `Prefer: wait=<seconds>`.
     pub max_wait_ms: u64,
+    /// A client must send a request's headers within this (a slow client holds no connection
+    /// for long).
+    pub header_read_timeout_ms: u64,
+    /// A request is answered within this, or `503` (longer than any wait: `http.max_wait_ms`).
+    pub request_timeout_ms: u64,
     /// Callers waiting at once on this replica; beyond it calls are answered 202 at once.
     pub max_waiters: usize,
     /// Page size limit of `GET /jobs`.
@@ -172,6 +177,8 @@ impl Default for HttpSettings {
             body_limit_bytes: 1024 * 1024,
             sync_timeout_ms: 30_000,
             max_wait_ms: 120_000,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 150_000,
             max_waiters: 10_000,
             max_page_size: 100,
             settings_refresh_ms: 30_000,
@@ -181,6 +188,14 @@ impl Default for HttpSettings {
 }
 
 impl HttpSettings {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
     pub fn sync_timeout(&self) -> Duration {
         Duration::from_millis(self.sync_timeout_ms)
     }
@@ -316,6 +331,15 @@ impl GatewaySettings {
             return Err(format!(
                 "functions lists {0:?}, which is reserved: the gateway always serves it, writes go through /settings (remove it from SURGE_FUNCTIONS)",
                 surge_contract::server_settings::FUNCTION
+            ));
+        }
+        if self.http.request_timeout_ms <= self.http.max_wait_ms
+            || self.http.header_read_timeout_ms == 0
+        {
+            return Err(format!(
+                "http.request_timeout_ms ({}) must be longer than http.max_wait_ms ({}), and \
+                 http.header_read_timeout_ms at least 1",
+                self.http.request_timeout_ms, self.http.max_wait_ms
             ));
         }
         if self.http.max_waiters == 0 {

@@ -30,6 +30,8 @@ pub mod reads;
 pub mod routes;
 /// KEDA's external push scaler over gRPC.
 pub mod scaler;
+/// Serving HTTP with header-read timeouts and a drain.
+pub mod serve;
 /// Every replica's copy of the server settings.
 pub mod settings_cache;
 /// Building and running the application.

@@ -287,9 +287,15 @@ impl Application {
                     .into_future(),
             )
         });
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await?;
+        // Callers waiting for a job are answered 202 at once on shutdown: the drain is short.
+        crate::serve::serve(
+            self.listener,
+            self.router,
+            self.state.http.header_read_timeout(),
+            shutdown.clone(),
+            Duration::from_secs(30),
+        )
+        .await;
         // Websocket tasks saw the same token and are sending their close frames.
         self.state.ws_tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), self.state.ws_tasks.wait())
@@ -350,6 +356,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 }
 
 fn router(state: AppState, body_limit: usize) -> Router {
+    let request_timeout = state.http.request_timeout();
     let (api, document) = crate::openapi::routes_and_document();
     // The Swagger UI's assets are in the binary (`vendored`): /docs works with no internet.
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", document))
@@ -364,6 +371,17 @@ fn router(state: AppState, body_limit: usize) -> Router {
             crate::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async {
+                        ApiError::Unavailable(
+                            "the request took longer than the gateway allows (http.request_timeout_ms); retry".into(),
+                        )
+                    },
+                ))
+                .layer(tower::timeout::TimeoutLayer::new(request_timeout)),
+        )
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }

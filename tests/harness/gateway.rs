@@ -45,6 +45,9 @@ pub struct TestAppBuilder {
     /// The database on a primary with a streaming replica of the test's own, the replica as
     /// `database.replica_url` (allowed a minute of lag, so a paused replica still serves).
     pub replica: bool,
+    /// `(http.header_read_timeout_ms, http.request_timeout_ms)`; the longest wait shrinks to
+    /// fit under the request's.
+    pub http_timeouts: Option<(u64, u64)>,
 }
 
 impl Default for TestAppBuilder {
@@ -62,6 +65,7 @@ impl Default for TestAppBuilder {
             delivery: None,
             broker_url: None,
             replica: false,
+            http_timeouts: None,
         }
     }
 }
@@ -83,6 +87,12 @@ impl TestAppBuilder {
         settings.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.http.sync_timeout_ms = self.sync_timeout_ms;
         settings.http.body_limit_bytes = self.body_limit_bytes;
+        if let Some((header_read_ms, request_ms)) = self.http_timeouts {
+            settings.http.header_read_timeout_ms = header_read_ms;
+            settings.http.request_timeout_ms = request_ms;
+            settings.http.max_wait_ms = request_ms / 2;
+            settings.http.sync_timeout_ms = settings.http.sync_timeout_ms.min(request_ms / 2);
+        }
         settings.database.url = SecretString::from(db.url.clone());
         if let Some(pg) = &replicated {
             let replica = format!("{}/{name}", pg.replica);

@@ -1,5 +1,7 @@
 //! Bad requests get problem+json with a stable type and a useful detail, never a 5xx.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use surge_gateway::routes::health::Health;
@@ -198,4 +200,62 @@ async fn nul_in_an_input_is_422_naming_the_field_at_every_way_in_and_nothing_is_
         .await;
     assert!(problem.detail.unwrap().contains("/text"));
     assert_eq!(app.count("job").await, 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_client_slow_to_send_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestAppBuilder {
+        http_timeouts: Some((500, 4_000)),
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // Half a request, never finished: a slowloris holding a connection.
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: surge\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was still open after 5 s (header_read_timeout_ms is 500)"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // A client that sends its request in time is served as before.
+    let healthy = app
+        .request(reqwest::Method::GET, "/healthz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthy.status(), 200);
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_is_answered_503_within_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestAppBuilder {
+        http_timeouts: Some((5_000, 1_000)),
+        ..Default::default()
+    }
+    .spawn()
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /jobs/echo HTTP/1.1\r\nHost: surge\r\nX-Api-Key: {TEST_API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"a\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("no answer within 5 s (request_timeout_ms is 1000)")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("http.request_timeout_ms"), "{answer}");
+    assert_eq!(app.count("job").await, 0);
 }

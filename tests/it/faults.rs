@@ -17,7 +17,7 @@ async fn a_poison_job_is_dead_after_its_attempts_and_other_jobs_are_unaffected()
     }
     .spawn()
     .await;
-    let _sleep = app
+    let sleep = app
         .start_function("sleep", &[("SURGE_FUNCTION__CONCURRENCY", "2")])
         .await;
     let poison_body = json!({"panic": true});
@@ -44,6 +44,9 @@ async fn a_poison_job_is_dead_after_its_attempts_and_other_jobs_are_unaffected()
         3,
         "every attempt's reason is kept: {errors}"
     );
+    // The panic's own words are the function's log's, never the job owner's to read.
+    assert!(!errors.to_string().contains("asked to panic"), "{errors}");
+    assert!(sleep.output().contains("asked to panic"));
 }
 
 /// Publishes a raw message to `sleep`'s queue, and returns the reason it was dead-lettered

@@ -149,8 +149,13 @@ impl HandlerError {
 }
 
 /// Database errors inside a handler are retried: the usual cause is a dropped connection.
+/// The database's own words go to the function's log, not into the job's error, which its
+/// owner reads (they can name tables, constraints and values).
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Retryable(format!("database error in handler: {e}"))
+        tracing::warn!(error = %e, "a database error interrupted the handler");
+        Self::Retryable(
+            "a database error interrupted the attempt (the function's log says which)".into(),
+        )
     }
 }

@@ -217,10 +217,14 @@ impl<F: Function> Worker<F> {
             Err(_) => Err(HandlerError::retryable(format!(
                 "the handler took longer than {timeout:?}"
             ))),
-            Ok(Err(panic)) => Err(HandlerError::retryable(format!(
-                "the handler panicked: {}",
-                panic_text(&panic)
-            ))),
+            Ok(Err(panic)) => {
+                // The panic's own words stay in the function's log: they may hold anything
+                // the handler had in hand, and the job's owner reads its error.
+                tracing::error!(panic = panic_text(&panic), "the handler panicked");
+                Err(HandlerError::retryable(
+                    "the handler panicked (its message is in the function's log, under this job's id)",
+                ))
+            }
             Ok(Ok(result)) => result,
         };
         let JobContext {
@@ -281,8 +285,9 @@ impl<F: Function> Worker<F> {
             }
             // A value Postgres refuses fails the same way every time.
             Err(e) if is_data_error(&e) => {
+                tracing::warn!(error = %e, "the database refused a handler's result");
                 let problem = Problem::new(types::JOB_FAILED, "Output cannot be stored")
-                    .with_detail(format!("the database refused the result: {e}"));
+                    .with_detail("the database refused the result (the function's log says why)");
                 self.finish_with(job, JobState::Failed, problem).await
             }
             // Committed or not, a redelivery finds out from the record.

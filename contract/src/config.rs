@@ -128,6 +128,18 @@ impl DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// A pool of one connection on the primary for `LISTEN` (notifications arrive on the
+    /// connection that listens, which must stay open): connected lazily, never recycled.
+    pub fn listener_pool(&self) -> Result<PgPool, DatabaseError> {
+        Ok(PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_millis(self.acquire_timeout_ms))
+            .connect_lazy_with(self.connect_options()?))
+    }
+
     /// The replica's pool, when one is configured: connected lazily (a replica that is down at
     /// start must not stop the process; reads fall back to the primary), at most a quarter of
     /// the primary's connections.

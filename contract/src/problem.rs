@@ -89,6 +89,8 @@ pub mod types {
     /// Valid JSON that Surge cannot store: U+0000 (NUL) in a string or a member name, a number
     /// beyond ±1e308 (`detail` names the field).
     pub const UNSTORABLE_VALUE: &str = "urn:surge:problem:unstorable-value";
+    /// A tenant or an entity holds as many websocket connections on the replica as it may.
+    pub const TOO_MANY_CONNECTIONS: &str = "urn:surge:problem:too-many-connections";
     /// A handler reported a permanent failure.
     pub const JOB_FAILED: &str = "urn:surge:problem:job-failed";
     /// The handler's input did not match the function's input type.
@@ -111,6 +113,7 @@ pub mod types {
         INTERNAL,
         FORBIDDEN,
         RATE_LIMITED,
+        TOO_MANY_CONNECTIONS,
         UNKNOWN_TENANT,
         LOGIN_FAILED,
         PROVIDER_UNAVAILABLE,

@@ -342,6 +342,7 @@ impl GatewaySettings {
                 self.http.request_timeout_ms, self.http.max_wait_ms
             ));
         }
+        self.ws.validate()?;
         if self.http.max_waiters == 0 {
             return Err("http.max_waiters must be at least 1".into());
         }

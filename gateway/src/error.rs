@@ -35,6 +35,8 @@ pub enum ApiError {
     #[error("too many requests from this caller: retry in {} s", .0.retry_after_secs())]
     RateLimited(crate::auth::Limited),
     #[error("{0}")]
+    TooManyConnections(String),
+    #[error("{0}")]
     UnknownTenant(String),
     #[error("{0}")]
     LoginFailed(String),
@@ -98,6 +100,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 types::RATE_LIMITED,
                 "Too many requests",
+            ),
+            Self::TooManyConnections(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                types::TOO_MANY_CONNECTIONS,
+                "Too many connections",
             ),
             Self::UnknownTenant(_) => (
                 StatusCode::NOT_FOUND,
@@ -185,6 +192,10 @@ fn problem_response(status: StatusCode, problem: &Problem, error: &ApiError) -> 
     match error {
         ApiError::Unavailable(_) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // A slot frees when one of the caller's own connections closes: not at once.
+        ApiError::TooManyConnections(_) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         ApiError::RateLimited(limited) => {
             let wait = limited.retry_after_secs();

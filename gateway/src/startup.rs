@@ -193,6 +193,11 @@ impl Application {
             reconciler: Arc::default(),
         };
         tokio::spawn(Arc::clone(&state.reads).watch(state.shutdown.clone()));
+        tokio::spawn(crate::ws::credentials::listen(
+            settings.database.listener_pool()?,
+            state.hub.clone(),
+            state.shutdown.clone(),
+        ));
         tokio::spawn(crate::maintenance::run_every(
             state.pool.clone(),
             crate::maintenance::Policy {

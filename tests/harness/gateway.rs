@@ -48,6 +48,8 @@ pub struct TestAppBuilder {
     /// `(http.header_read_timeout_ms, http.request_timeout_ms)`; the longest wait shrinks to
     /// fit under the request's.
     pub http_timeouts: Option<(u64, u64)>,
+    /// Changes any setting last, for what has no option of its own here.
+    pub tune: Option<fn(&mut GatewaySettings)>,
 }
 
 impl Default for TestAppBuilder {
@@ -66,6 +68,7 @@ impl Default for TestAppBuilder {
             broker_url: None,
             replica: false,
             http_timeouts: None,
+            tune: None,
         }
     }
 }
@@ -181,6 +184,9 @@ impl TestAppBuilder {
                 .expect("url");
             down.accept_bearer = false;
             settings.tenants.push(down);
+        }
+        if let Some(tune) = self.tune {
+            tune(&mut settings);
         }
         let shutdown = CancellationToken::new();
         let app = Application::build_on(listener, settings.clone(), shutdown.clone())

@@ -24,6 +24,12 @@ async fn with_lease(lease_ms: u64) -> TestApp {
 /// Records a job as a gateway does, and as unconfirmed and due now, without publishing it:
 /// what a gateway killed between its INSERT and its confirm leaves behind.
 async fn stranded(app: &TestApp, function: &str, input: &Value) -> String {
+    stranded_due(app, function, input, 0.0).await
+}
+
+/// As [`stranded`], due `due_in` seconds from now, so that a test can change the job before
+/// the reconciler may see it.
+async fn stranded_due(app: &TestApp, function: &str, input: &Value, due_in: f64) -> String {
     let entity = surge_gateway::store::entities::ensure(&app.db.pool, "dev", "dev@localhost")
         .await
         .unwrap();
@@ -39,11 +45,15 @@ async fn stranded(app: &TestApp, function: &str, input: &Value) -> String {
     .execute(&app.db.pool)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO job_unconfirmed (job_id, due_at) VALUES ($1, now())")
-        .bind(id)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO job_unconfirmed (job_id, due_at)
+         VALUES ($1, now() + make_interval(secs => $2))",
+    )
+    .bind(id)
+    .bind(due_in)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
     id.to_string()
 }
 
@@ -245,7 +255,10 @@ async fn a_job_no_queue_takes_is_tried_again_at_the_backoffs_pace_not_in_a_loop(
 #[tokio::test]
 async fn a_job_finished_or_deleted_meanwhile_is_never_published_again() {
     let app = with_lease(200).await;
-    let finished = stranded(&app, "echo", &json!({})).await;
+    // Not due until both are changed: a pass between the INSERT and the change would rightly
+    // publish a job that was then still queued.
+    let later = 3600.0;
+    let finished = stranded_due(&app, "echo", &json!({}), later).await;
     sqlx::query(
         "UPDATE job SET state = 'succeeded', result = '1', finished_at = now() WHERE id = $1::uuid",
     )
@@ -253,9 +266,13 @@ async fn a_job_finished_or_deleted_meanwhile_is_never_published_again() {
     .execute(&app.db.pool)
     .await
     .unwrap();
-    let deleted = stranded(&app, "echo", &json!({})).await;
+    let deleted = stranded_due(&app, "echo", &json!({}), later).await;
     sqlx::query("DELETE FROM job WHERE id = $1::uuid")
         .bind(&deleted)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE job_unconfirmed SET due_at = now()")
         .execute(&app.db.pool)
         .await
         .unwrap();

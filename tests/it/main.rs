@@ -30,3 +30,4 @@ mod trace;
 mod trace_tree;
 mod trusted_producer;
 mod ws;
+mod ws_limits;

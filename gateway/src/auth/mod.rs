@@ -106,6 +106,14 @@ impl Authenticator {
         }
     }
 
+    /// Drops what the cache holds of `presented`, so the next check asks the database (a
+    /// websocket whose entity's credentials just changed).
+    pub(crate) fn forget(&self, presented: &str) {
+        if let Ok(hash) = api_key::parse(presented) {
+            self.keys.invalidate(&hash);
+        }
+    }
+
     /// A provider's JWT: verified, then mapped to its entity by the same rules as a login
     /// (verified email, subject bound on first sight).
     async fn authenticate_jwt(&self, jwt: &str) -> Result<Caller, ApiError> {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -52,6 +52,7 @@ struct Connection {
     subscriptions: Arc<Mutex<Subscriptions>>,
     queue: mpsc::Sender<Arc<str>>,
     too_slow: CancellationToken,
+    recheck: Arc<Notify>,
 }
 
 impl Connection {
@@ -83,6 +84,8 @@ pub struct Member {
     pub queue: mpsc::Receiver<Arc<str>>,
     /// Cancelled when the connection's queue overflowed.
     pub too_slow: CancellationToken,
+    /// Notified when its entity's credentials changed: the connection checks its own again.
+    pub recheck: Arc<Notify>,
 }
 
 /// Whose jobs a tenant-wide watcher sees: a tenant's (`Some`), or those no tenant owns
@@ -101,11 +104,28 @@ type Watchers = HashMap<u64, Uuid>;
 #[derive(Default)]
 struct Rooms {
     entities: HashMap<Uuid, HashMap<u64, Connection>>,
+    /// Connections per tenant (by its routing-key word), for `Caps::per_tenant`.
+    tenants: HashMap<String, usize>,
+    /// Connections in `entities`.
+    total: usize,
     /// Tenant-wide watchers (admins' consoles), by the audience's routing-key word.
     watchers: HashMap<String, Watchers>,
 }
 
 impl Rooms {
+    fn admits(&self, tenant_word: &str, entity: Uuid, caps: Caps) -> Result<(), Refused> {
+        if self.entities.get(&entity).map_or(0, HashMap::len) >= caps.per_entity {
+            return Err(Refused::Entity(caps.per_entity));
+        }
+        if self.tenants.get(tenant_word).copied().unwrap_or(0) >= caps.per_tenant {
+            return Err(Refused::Tenant(caps.per_tenant));
+        }
+        if self.total >= caps.replica {
+            return Err(Refused::Replica(caps.replica));
+        }
+        Ok(())
+    }
+
     fn connection(&self, entity: Uuid, id: u64) -> Option<&Connection> {
         self.entities.get(&entity)?.get(&id)
     }
@@ -137,14 +157,32 @@ impl Interest {
 pub struct Hub {
     next: AtomicU64,
     rooms: Mutex<Rooms>,
-    /// Connections in `rooms`, kept beside them so the count costs no walk.
+    /// `Rooms::total`, readable without the lock.
     count: AtomicUsize,
 }
 
-/// The replica already has `max` connections.
-#[derive(Debug, thiserror::Error)]
-#[error("this replica has as many websocket connections as it allows ({0})")]
-pub struct HubFull(pub usize);
+/// How many connections the hub takes: on the replica, of one tenant, of one entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub replica: usize,
+    pub per_tenant: usize,
+    pub per_entity: usize,
+}
+
+/// A connection the hub does not take, and which cap it met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("this replica has as many websocket connections as it allows ({0})")]
+    Replica(usize),
+    #[error(
+        "the tenant has as many websocket connections on this replica as one tenant may ({0}, ws.max_connections_per_tenant)"
+    )]
+    Tenant(usize),
+    #[error(
+        "the caller has as many websocket connections on this replica as one entity may ({0}, ws.max_connections_per_entity); close one first"
+    )]
+    Entity(usize),
+}
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -159,30 +197,40 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a connection of `entity`, unless the replica has `max` already.
+    /// Whether a connection of `entity` would be taken now (asked before the upgrade, so a
+    /// refusal is an HTTP answer; `join` asks again, atomically).
+    pub fn admits(&self, tenant: &str, entity: Uuid, caps: Caps) -> Result<(), Refused> {
+        self.rooms()
+            .admits(&surge_contract::job::topic_word(tenant), entity, caps)
+    }
+
+    /// Adds a connection of `entity`, unless a cap is met.
     pub fn join(
         &self,
         tenant: &str,
         entity: Uuid,
         capacity: usize,
-        max: usize,
-    ) -> Result<Member, HubFull> {
+        caps: Caps,
+    ) -> Result<Member, Refused> {
+        let tenant_word = surge_contract::job::topic_word(tenant);
         let mut rooms = self.rooms();
-        if self.count.load(Ordering::Relaxed) >= max {
-            return Err(HubFull(max));
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        rooms.admits(&tenant_word, entity, caps)?;
+        rooms.total += 1;
+        self.count.store(rooms.total, Ordering::Relaxed);
+        *rooms.tenants.entry(tenant_word.clone()).or_default() += 1;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let subscriptions = Arc::new(Mutex::new(Subscriptions::default()));
         let too_slow = CancellationToken::new();
+        let recheck = Arc::new(Notify::new());
         rooms.entities.entry(entity).or_default().insert(
             id,
             Connection {
-                tenant_word: surge_contract::job::topic_word(tenant),
+                tenant_word,
                 subscriptions: subscriptions.clone(),
                 queue: tx,
                 too_slow: too_slow.clone(),
+                recheck: recheck.clone(),
             },
         );
         Ok(Member {
@@ -190,6 +238,7 @@ impl Hub {
             subscriptions,
             queue: rx,
             too_slow,
+            recheck,
         })
     }
 
@@ -200,12 +249,44 @@ impl Hub {
         let Some(connections) = rooms.entities.get_mut(&entity) else {
             return;
         };
-        if connections.remove(&id).is_some() {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-        }
+        let Some(gone) = connections.remove(&id) else {
+            return;
+        };
         if connections.is_empty() {
             rooms.entities.remove(&entity);
         }
+        rooms.total -= 1;
+        self.count.store(rooms.total, Ordering::Relaxed);
+        if let Some(count) = rooms.tenants.get_mut(&gone.tenant_word) {
+            *count -= 1;
+            if *count == 0 {
+                rooms.tenants.remove(&gone.tenant_word);
+            }
+        }
+    }
+
+    /// Asks every connection of `entity` here to check its credential again (its entity's
+    /// credentials changed); returns how many were asked.
+    pub fn recheck_entity(&self, entity: Uuid) -> usize {
+        let rooms = self.rooms();
+        let Some(connections) = rooms.entities.get(&entity) else {
+            return 0;
+        };
+        for connection in connections.values() {
+            connection.recheck.notify_one();
+        }
+        connections.len()
+    }
+
+    /// Asks every connection to check its credential again (changes may have been missed).
+    pub fn recheck_all(&self) -> usize {
+        let rooms = self.rooms();
+        let mut asked = 0;
+        for connection in rooms.entities.values().flat_map(|c| c.values()) {
+            connection.recheck.notify_one();
+            asked += 1;
+        }
+        asked
     }
 
     /// Makes connection `id` (of `entity`) a tenant-wide watcher of `audiences`: it also gets
@@ -325,6 +406,15 @@ impl Hub {
 mod tests {
     use super::*;
 
+    /// At most `replica` connections, with no tenant or entity cap below it.
+    fn caps(replica: usize) -> Caps {
+        Caps {
+            replica,
+            per_tenant: replica,
+            per_entity: replica,
+        }
+    }
+
     fn follow(member: &Member, function: &str) {
         member
             .subscriptions
@@ -337,9 +427,9 @@ mod tests {
     #[test]
     fn a_broadcast_reaches_every_subscriber_of_its_function_in_every_tenant() {
         let hub = Hub::default();
-        let mut a = hub.join("acme", Uuid::now_v7(), 4, 10).unwrap();
-        let mut b = hub.join("evil", Uuid::now_v7(), 4, 10).unwrap();
-        let mut c = hub.join("acme", Uuid::now_v7(), 4, 10).unwrap();
+        let mut a = hub.join("acme", Uuid::now_v7(), 4, caps(10)).unwrap();
+        let mut b = hub.join("evil", Uuid::now_v7(), 4, caps(10)).unwrap();
+        let mut c = hub.join("acme", Uuid::now_v7(), 4, caps(10)).unwrap();
         assert!(!hub.wants_function("settings"));
         follow(&a, "settings");
         follow(&b, "settings");
@@ -365,8 +455,8 @@ mod tests {
     fn completions_go_only_to_their_entitys_matching_subscriptions() {
         let hub = Hub::default();
         let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut a = hub.join("acme", ann, 8, 10).unwrap();
-        let mut b = hub.join("acme", bob, 8, 10).unwrap();
+        let mut a = hub.join("acme", ann, 8, caps(10)).unwrap();
+        let mut b = hub.join("acme", bob, 8, caps(10)).unwrap();
         let job = Uuid::now_v7();
         assert_eq!(
             hub.dispatch(&push("acme", ann, "echo", job)),
@@ -398,7 +488,7 @@ mod tests {
     fn a_full_queue_marks_the_connection_too_slow_instead_of_growing() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let member = hub.join("acme", ann, 2, 10).unwrap();
+        let member = hub.join("acme", ann, 2, caps(10)).unwrap();
         follow(&member, "echo");
         for _ in 0..2 {
             assert_eq!(hub.dispatch(&push("acme", ann, "echo", Uuid::now_v7())), 1);
@@ -412,8 +502,8 @@ mod tests {
     fn leaving_removes_the_connection_and_an_entity_without_one() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let one = hub.join("acme", ann, 1, 10).unwrap();
-        let two = hub.join("acme", ann, 1, 10).unwrap();
+        let one = hub.join("acme", ann, 1, caps(10)).unwrap();
+        let two = hub.join("acme", ann, 1, caps(10)).unwrap();
         follow(&two, "echo");
         hub.leave(one.id, ann);
         assert_eq!(hub.connections(), 1);
@@ -427,17 +517,17 @@ mod tests {
     fn joins_past_the_limit_are_refused_and_leaving_frees_a_slot() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let one = hub.join("acme", ann, 1, 1).unwrap();
-        assert!(hub.join("acme", ann, 1, 1).is_err());
+        let one = hub.join("acme", ann, 1, caps(1)).unwrap();
+        assert!(hub.join("acme", ann, 1, caps(1)).is_err());
         hub.leave(one.id, ann);
-        assert!(hub.join("acme", ann, 1, 1).is_ok());
+        assert!(hub.join("acme", ann, 1, caps(1)).is_ok());
     }
 
     #[test]
     fn a_tenant_is_compared_as_it_appears_in_routing_keys() {
         let hub = Hub::default();
         let ann = Uuid::now_v7();
-        let member = hub.join("dev.local", ann, 4, 10).unwrap();
+        let member = hub.join("dev.local", ann, 4, caps(10)).unwrap();
         follow(&member, "echo");
         let word = surge_contract::job::topic_word("dev.local");
         assert_eq!(hub.dispatch(&push(&word, ann, "echo", Uuid::now_v7())), 1);
@@ -447,8 +537,8 @@ mod tests {
     fn a_watcher_gets_its_tenants_jobs_of_every_entity_once_and_no_other_tenants() {
         let hub = Hub::default();
         let (admin, ann, eve) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let mut console = hub.join("acme", admin, 8, 10).unwrap();
-        let mut own = hub.join("acme", ann, 8, 10).unwrap();
+        let mut console = hub.join("acme", admin, 8, caps(10)).unwrap();
+        let mut own = hub.join("acme", ann, 8, caps(10)).unwrap();
         follow(&console, "echo");
         follow(&own, "echo");
         assert!(!hub.interest("acme", ann, None, "sleep").any());
@@ -504,7 +594,7 @@ mod tests {
     fn an_operator_watches_the_jobs_nobody_owns_under_their_own_word() {
         let hub = Hub::default();
         let admin = Uuid::now_v7();
-        let mut console = hub.join("ops", admin, 8, 10).unwrap();
+        let mut console = hub.join("ops", admin, 8, caps(10)).unwrap();
         follow(&console, "echo");
         let audiences = [Some("ops".to_owned()), None];
         hub.watch(console.id, admin, &audiences);
@@ -518,5 +608,74 @@ mod tests {
         assert!(console.queue.try_recv().is_ok());
         hub.unwatch(console.id);
         assert_eq!(hub.dispatch(&ownerless), 0);
+    }
+
+    #[test]
+    fn an_entity_or_a_tenant_at_its_cap_is_refused_while_others_still_join() {
+        let hub = Hub::default();
+        let caps = Caps {
+            replica: 5,
+            per_tenant: 3,
+            per_entity: 2,
+        };
+        let (ann, bob, eve) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let first = hub.join("acme", ann, 1, caps).unwrap();
+        hub.join("acme", ann, 1, caps).unwrap();
+        assert_eq!(hub.admits("acme", ann, caps), Err(Refused::Entity(2)));
+        assert_eq!(
+            hub.join("acme", ann, 1, caps).err(),
+            Some(Refused::Entity(2))
+        );
+        hub.join("acme", bob, 1, caps).unwrap();
+        assert_eq!(
+            hub.join("acme", bob, 1, caps).err(),
+            Some(Refused::Tenant(3))
+        );
+        hub.join("evil", eve, 1, caps).unwrap();
+        hub.join("evil", eve, 1, caps).unwrap();
+        assert_eq!(
+            hub.join("other", Uuid::now_v7(), 1, caps).err(),
+            Some(Refused::Replica(5))
+        );
+        hub.leave(first.id, ann);
+        assert_eq!(hub.connections(), 4);
+        assert!(
+            hub.admits("acme", ann, caps).is_ok(),
+            "leaving frees the slot"
+        );
+        assert!(hub.join("acme", ann, 1, caps).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_recheck_reaches_every_connection_of_the_entity_and_no_other() {
+        let hub = Hub::default();
+        let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let one = hub.join("acme", ann, 1, caps(10)).unwrap();
+        let two = hub.join("other", ann, 1, caps(10)).unwrap();
+        let bobs = hub.join("acme", bob, 1, caps(10)).unwrap();
+        assert_eq!(hub.recheck_entity(ann), 2);
+        assert_eq!(hub.recheck_entity(Uuid::now_v7()), 0);
+        let soon = std::time::Duration::from_millis(100);
+        assert!(
+            tokio::time::timeout(soon, one.recheck.notified())
+                .await
+                .is_ok()
+        );
+        assert!(
+            tokio::time::timeout(soon, two.recheck.notified())
+                .await
+                .is_ok()
+        );
+        assert!(
+            tokio::time::timeout(soon, bobs.recheck.notified())
+                .await
+                .is_err()
+        );
+        assert_eq!(hub.recheck_all(), 3);
+        assert!(
+            tokio::time::timeout(soon, bobs.recheck.notified())
+                .await
+                .is_ok()
+        );
     }
 }

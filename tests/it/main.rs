@@ -6,6 +6,7 @@
 
 mod api_keys;
 mod bad_input;
+mod broker_trust;
 mod console;
 mod console_browser;
 mod dead_jobs;

@@ -92,8 +92,13 @@ async fn claim_group(pool: &PgPool, group: Vec<Claim>) -> Vec<Claimed> {
         .map(|c| gateway_job(&c.key).flatten().filter(|id| seen.insert(*id)))
         .collect();
     let ids: Vec<JobId> = by_id.iter().flatten().copied().collect();
+    // A runtime serves one function: every claim of the group names it.
+    let function = group
+        .first()
+        .map(|c| c.function.clone())
+        .unwrap_or_default();
     let mut claimed = if ids.len() > 1 {
-        store::claim_group(pool, &ids)
+        store::claim_group(pool, &ids, &function)
             .await
             .ok()
             .map(Vec::into_iter)
@@ -108,10 +113,11 @@ async fn claim_group(pool: &PgPool, group: Vec<Claim>) -> Vec<Claimed> {
         };
         answers.push(match (in_group, gateway_job(&claim.key)) {
             (Some(Some(job)), _) => Ok(job),
-            // A gateway's event whose job is not recorded (a forged one, or one older than
-            // the job's retention): no job of a gateway is ever recorded by its delivery.
+            // A gateway's event whose job is not recorded for this function (a forged one, or
+            // one older than the job's retention): no job of a gateway is ever recorded by
+            // its delivery.
             (Some(None), _) | (None, Some(None)) => Err(sqlx::Error::RowNotFound),
-            (None, Some(Some(id))) => store::claim_group(pool, &[id])
+            (None, Some(Some(id))) => store::claim_group(pool, &[id], &claim.function)
                 .await
                 .and_then(|mut jobs| jobs.pop().flatten().ok_or(sqlx::Error::RowNotFound)),
             (None, None) => {

@@ -23,6 +23,9 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub owner_id: Option<Uuid>,
     pub tenant: Option<String>,
+    /// The input as the job was recorded: what the handler runs on, whatever the delivery
+    /// carried (a message on the broker is not trusted to say what the owner asked).
+    pub input: Option<Value>,
 }
 
 /// The identity of a delivery's job on the bus: its event's `source` and `id`.
@@ -56,7 +59,11 @@ pub async fn claim_produced(pool: &PgPool, d: &Delivered<'_>) -> Result<JobRecor
         .await?;
         match known {
             Some(id) => {
-                if let Some(job) = claim_group(pool, &[JobId(id)]).await?.pop().flatten() {
+                if let Some(job) = claim_group(pool, &[JobId(id)], d.function)
+                    .await?
+                    .pop()
+                    .flatten()
+                {
                     return Ok(job);
                 }
                 sqlx::query!(
@@ -96,12 +103,12 @@ async fn record_produced(
             INSERT INTO job (id, function, state, attempts, event_source, event_id, input,
                              trace_parent, started_at)
             SELECT job_id, $2, 'running', 1, $3, $4, $5, $6, now() FROM key
-            RETURNING id, state, attempts, result, error, finished_at, owner_id
+            RETURNING id, state, attempts, result, error, finished_at, owner_id, input
         ), open AS (
             INSERT INTO job_open (job_id) SELECT id FROM inserted
         )
         SELECT id AS "id!: JobId", state AS "state!: JobState", attempts AS "attempts!", result,
-               error, finished_at, owner_id, NULL::text AS tenant
+               error, finished_at, owner_id, NULL::text AS tenant, input
         FROM inserted
         "#,
         JobId::new().0,
@@ -115,12 +122,14 @@ async fn record_produced(
     .await
 }
 
-/// Claims recorded jobs by id, in one statement, in order: marks each `running` and counts the
-/// attempt, unless it is finished (returned untouched). `None` for a job that is not recorded.
-/// The ids must be distinct.
+/// Claims recorded jobs of `function` by id, in one statement, in order: marks each `running`
+/// and counts the attempt, unless it is finished (returned untouched). `None` for a job that
+/// is not recorded, or is another function's (a message naming it on this queue is forged or
+/// misrouted, and must not touch it). The ids must be distinct.
 pub async fn claim_group(
     pool: &PgPool,
     ids: &[JobId],
+    function: &str,
 ) -> Result<Vec<Option<JobRecord>>, sqlx::Error> {
     let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
     let mut claimed: std::collections::HashMap<Uuid, JobRecord> = sqlx::query_as!(
@@ -135,12 +144,14 @@ pub async fn claim_group(
                               THEN now() ELSE job.started_at END,
             updated_at = now()
         FROM unnest($1::uuid[]) AS d(id)
-        WHERE job.id = d.id
+        WHERE job.id = d.id AND job.function = $2
         RETURNING job.id AS "id: JobId", job.state AS "state: JobState", job.attempts,
                   job.result, job.error, job.finished_at, job.owner_id,
-                  (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
+                  (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant,
+                  job.input
         "#,
         &ids,
+        function,
     )
     .fetch_all(pool)
     .await?
@@ -281,7 +292,8 @@ pub async fn load(pool: &PgPool, id: JobId) -> Result<JobRecord, sqlx::Error> {
         JobRecord,
         r#"
         SELECT id AS "id: JobId", state AS "state: JobState", attempts, result, error, finished_at,
-               owner_id, (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant
+               owner_id, (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant,
+               input
         FROM job WHERE id = $1
         "#,
         id.0,

@@ -116,19 +116,22 @@ impl<F: Function> Worker<F> {
             .as_deref()
             .filter(|queue| self.topology.is_reply_queue(queue));
         let trace_parent = request.traceparent().map(str::to_owned);
-        // Shared, not copied: the claim needs it only to record a trusted producer's event.
-        let input = Arc::new(request.input);
+        // Shared, not copied: the claim needs it only to record a trusted producer's event on
+        // first sight; the handler runs on the input the claim reads back from the record.
         let claim = Claim {
             key: EventKey {
                 source: request.source,
                 id: request.event_id,
             },
             function: self.name.to_string(),
-            input: input.clone(),
+            input: Arc::new(request.input),
             trace_parent,
         };
         let job = match self.db(|| self.groups.claim(claim.clone())).await {
-            Ok(job) => job,
+            Ok(job) => {
+                drop(claim);
+                job
+            }
             // Only what is wrong with the message itself (a value Postgres refuses) makes it a
             // dead letter; a full disk or a timeout must not lose a valid job.
             Err(e) if is_data_error(&e) => {
@@ -136,9 +139,9 @@ impl<F: Function> Worker<F> {
             }
             Err(sqlx::Error::RowNotFound) => {
                 return Settlement::Reject(
-                    "an event from a gateway's source whose job is not recorded: a gateway \
-                     records every job before it publishes it, so this one was never accepted \
-                     (or is older than the jobs' retention)"
+                    "an event from a gateway's source whose job is not recorded for this \
+                     function: a gateway records every job before it publishes it, so this one \
+                     was never accepted here (or is older than the jobs' retention)"
                         .into(),
                 );
             }
@@ -176,7 +179,7 @@ impl<F: Function> Worker<F> {
                 .with_extension("attempts", job.attempts);
             self.finish_with(job, JobState::Dead, problem).await
         } else {
-            self.attempt(job, &input).await
+            self.attempt(job).await
         };
         match outcome {
             RunOutcome::Decided(job) => {
@@ -191,8 +194,11 @@ impl<F: Function> Worker<F> {
 
     /// Runs the handler once and records what came of it: in the handler's transaction when
     /// it opened one, else with the results of other handlers that wrote nothing else.
-    async fn attempt(&self, job: JobRecord, input: &Value) -> RunOutcome {
-        let input: F::Input = match serde::Deserialize::deserialize(input) {
+    async fn attempt(&self, mut job: JobRecord) -> RunOutcome {
+        // The recorded input, never the delivery's: a message on the broker cannot change
+        // what the owner asked for.
+        let recorded = job.input.take().unwrap_or(Value::Null);
+        let input: F::Input = match serde_json::from_value(recorded) {
             Ok(input) => input,
             Err(e) => {
                 let problem = Problem::new(

@@ -235,6 +235,30 @@ pub fn topic_word(tenant: &str) -> String {
     word(Some(tenant))
 }
 
+/// Whether `name` may name a tenant: 1–63 ASCII letters, digits, `-` and `_`, starting with
+/// a letter or digit. A tenant is a word of the completion routing keys, so a
+/// name that routing would rewrite (a dot, `*`, `#`) could share its word with another
+/// tenant's (`acme.x` and `acme_x`) and receive its completions; `-` is the jobs no tenant
+/// owns.
+pub fn check_tenant_name(name: &str) -> Result<(), String> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant name {name:?} is not allowed: use 1-63 letters, digits, '-' or '_', starting with a letter or digit (a dot would share routing keys with \
+             another tenant)"
+        ))
+    }
+}
+
 fn word(w: Option<&str>) -> String {
     w.map_or_else(|| "-".to_owned(), |w| w.replace(['.', '*', '#'], "_"))
 }
@@ -242,6 +266,17 @@ fn word(w: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_names_that_routing_would_rewrite_or_confuse_are_refused() {
+        for good in ["acme", "acme_x", "acme-eu", "a", "9lives", "Acme"] {
+            assert!(check_tenant_name(good).is_ok(), "{good:?} refused");
+            assert_eq!(topic_word(good), good, "routed as written");
+        }
+        for bad in ["", "-", "acme.x", "a*", "a#", "_x", &"x".repeat(64)] {
+            assert!(check_tenant_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn function_names_are_checked() {

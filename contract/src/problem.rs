@@ -89,6 +89,9 @@ pub mod types {
     /// Valid JSON that Surge cannot store: U+0000 (NUL) in a string or a member name, a number
     /// beyond ±1e308 (`detail` names the field).
     pub const UNSTORABLE_VALUE: &str = "urn:surge:problem:unstorable-value";
+    /// A key lifetime that is refused: past `identity.max_key_seconds`, or longer than the
+    /// key's present life (a key's life only shrinks).
+    pub const INVALID_LIFETIME: &str = "urn:surge:problem:invalid-lifetime";
     /// A tenant or an entity holds as many websocket connections on the replica as it may.
     pub const TOO_MANY_CONNECTIONS: &str = "urn:surge:problem:too-many-connections";
     /// A handler reported a permanent failure.
@@ -103,6 +106,7 @@ pub mod types {
         BAD_REQUEST,
         INVALID_JSON,
         UNSTORABLE_VALUE,
+        INVALID_LIFETIME,
         PAYLOAD_TOO_LARGE,
         UNAUTHORIZED,
         NOT_FOUND,

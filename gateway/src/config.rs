@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer};
 use surge_contract::config::{BrokerSettings, DatabaseSettings, JobSettings};
 use surge_contract::job::FunctionName;
@@ -252,6 +252,14 @@ pub struct IdentitySettings {
     pub default_key_seconds: i64,
     /// Lifetime of the token `/login` returns when the provider does not say.
     pub login_token_seconds: i64,
+    /// The longest lifetime a key may be given through the API, in seconds (0 = no maximum:
+    /// keys may be made to never expire). `surge key create` is an operator's tool and
+    /// is not bound by it.
+    pub max_key_seconds: i64,
+    /// A credential makes its holder an admin for this long after the login that issued it
+    /// (its owner's groups as of then); a new login renews it. Leaving the admin group thus
+    /// takes effect at the latest this long after.
+    pub admin_max_age_seconds: i64,
     /// Tenants whose admins are platform operators: they write server settings and see the
     /// dead jobs no tenant owns. Empty: the admins of the only tenant (or the development
     /// key's) when at most one is configured; nobody's when several are.
@@ -267,6 +275,8 @@ impl Default for IdentitySettings {
             flow_ttl_s: 600,
             default_key_seconds: 30 * 24 * 3_600,
             login_token_seconds: 3_600,
+            max_key_seconds: 365 * 24 * 3_600,
+            admin_max_age_seconds: 24 * 3_600,
             operator_tenants: Vec::new(),
         }
     }
@@ -298,12 +308,7 @@ impl Default for DevSettings {
 /// A tenant's name is also a word of routing keys: no `.`, `*` or `#`, and never `-`, the word
 /// of the jobs no tenant owns (its watchers are operators only).
 fn valid_tenant_name(name: &str) -> bool {
-    name.bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    surge_contract::job::check_tenant_name(name).is_ok()
 }
 
 impl GatewaySettings {
@@ -405,6 +410,26 @@ impl GatewaySettings {
         if self.identity.default_key_seconds < 0 || self.identity.login_token_seconds <= 0 {
             return Err("identity.default_key_seconds must be >= 0 (0 = never expires) and identity.login_token_seconds > 0".into());
         }
+        let id = &self.identity;
+        if !(0..=crate::auth::key_policy::LONGEST_SECONDS).contains(&id.max_key_seconds) {
+            return Err(format!(
+                "identity.max_key_seconds must be 0 (no maximum) to {} (100 years)",
+                crate::auth::key_policy::LONGEST_SECONDS
+            ));
+        }
+        if let Err(e) =
+            crate::auth::key_policy::lifetime(id.default_key_seconds, id.max_key_seconds)
+        {
+            return Err(format!("identity.default_key_seconds: {e}"));
+        }
+        if let Some(key) = &self.dev.api_key
+            && key.expose_secret().trim().chars().count() < 16
+        {
+            return Err("dev.api_key must be at least 16 characters (or unset)".into());
+        }
+        if id.admin_max_age_seconds <= 0 {
+            return Err("identity.admin_max_age_seconds must be positive".into());
+        }
         if !self.scaler.default_target.is_finite() || self.scaler.default_target <= 0.0 {
             return Err("scaler.default_target must be positive".into());
         }
@@ -436,6 +461,19 @@ fn function_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FunctionName>, D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_or_empty_development_key_and_endless_default_keys_under_a_maximum_are_refused() {
+        let mut s = GatewaySettings::default();
+        s.dev.api_key = Some(SecretString::from(""));
+        assert!(s.validate().unwrap_err().contains("dev.api_key"));
+        s.dev.api_key = Some(SecretString::from("0123456789abcdef"));
+        assert!(s.validate().is_ok());
+        s.identity.default_key_seconds = 0;
+        assert!(s.validate().unwrap_err().contains("default_key_seconds"));
+        s.identity.max_key_seconds = 0;
+        assert!(s.validate().is_ok(), "no maximum: keys may never expire");
+    }
 
     #[test]
     fn functions_may_be_comma_separated_text_or_a_list() {

@@ -36,6 +36,8 @@ pub enum ApiError {
     RateLimited(crate::auth::Limited),
     #[error("{0}")]
     TooManyConnections(String),
+    #[error(transparent)]
+    InvalidLifetime(#[from] crate::auth::key_policy::LifetimeError),
     #[error("{0}")]
     UnknownTenant(String),
     #[error("{0}")]
@@ -116,6 +118,11 @@ impl ApiError {
                 StatusCode::BAD_GATEWAY,
                 types::PROVIDER_UNAVAILABLE,
                 "Identity provider unavailable",
+            ),
+            Self::InvalidLifetime(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                types::INVALID_LIFETIME,
+                "Invalid lifetime",
             ),
             Self::InvalidSetting(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -86,6 +86,7 @@ impl Application {
             subjects: ttl_cache(Duration::from_secs(60), 100_000),
             tenants: tenants.clone(),
             limiter: limiter.clone(),
+            admin_max_age: chrono::Duration::seconds(settings.identity.admin_max_age_seconds),
             dev_key: match &settings.dev.api_key {
                 Some(key) => {
                     tracing::warn!(tenant = %settings.dev.tenant, "the development API key is enabled: never in production");
@@ -109,6 +110,14 @@ impl Application {
                 }
             },
         };
+        if settings.tenants.len() > 1 && settings.identity.operator_tenants.is_empty() {
+            tracing::warn!(
+                tenants = settings.tenants.len(),
+                "several tenants and identity.operator_tenants is empty: nobody may write server \
+                 settings or see the dead jobs no tenant owns; name the tenant(s) whose admins \
+                 run the platform in identity.operator_tenants (SURGE_IDENTITY__OPERATOR_TENANTS)"
+            );
+        }
         let topology = Topology::new(settings.broker.prefix.clone(), settings.jobs.max_attempts);
         // Every function the gateway publishes to: the configured ones and `settings`.
         let mut deployed = settings.functions.clone();

@@ -181,6 +181,31 @@ async fn surge_key_create_prints_a_working_key_once() {
     );
 }
 
+#[tokio::test]
+async fn surge_key_create_refuses_a_tenant_that_would_share_routing_keys() {
+    let app = TestApp::spawn().await;
+    let env = vec![("SURGE_DATABASE__URL".to_owned(), app.db.url.clone())];
+    let binary = surge_tests::bin_dir().join("surge");
+    let args = [
+        "key",
+        "create",
+        "--tenant",
+        "acme.x",
+        "--account",
+        "root@acme.test",
+    ];
+    let mut cli =
+        FunctionProcess::spawn_binary(&binary, &args, &env, &format!("{}key-cli", app.prefix));
+    assert!(!cli.wait(Duration::from_secs(20)).await.success());
+    let output = cli.output();
+    assert!(
+        output.contains("acme.x") && output.contains("routing"),
+        "{output}"
+    );
+    assert!(!output.contains("surge_"), "no key: {output}");
+    assert_eq!(app.count("entity WHERE tenant = 'acme.x'").await, 0);
+}
+
 /// Past its burst an entity gets `429` with `Retry-After` and the policy; another entity is
 /// unaffected, and the first is served again once the wait is over.
 #[tokio::test]

@@ -18,6 +18,7 @@ mod group_commit;
 mod identity;
 mod interop;
 mod jobs;
+mod key_lifetimes;
 mod local_scaler;
 mod logs;
 mod metrics;

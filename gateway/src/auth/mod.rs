@@ -9,6 +9,7 @@
 pub mod api_key;
 mod cache;
 mod dev_key;
+pub mod key_policy;
 mod rate_limit;
 
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct Caller {
     pub tenant: String,
     /// The Surge token used, when it was one (not the development key or a JWT).
     pub key_id: Option<Uuid>,
+    /// When the presented credential expires (`None`: never, or the development key).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Member of the tenant's admin group (as of the login that issued the credential).
     pub admin: bool,
 }
@@ -64,6 +67,8 @@ pub struct Authenticator {
     pub subjects: SubjectCache,
     pub tenants: Arc<Tenants>,
     pub limiter: Arc<EntityLimiter>,
+    /// How long a login's admin standing lasts on the credentials it issued.
+    pub admin_max_age: chrono::Duration,
 }
 
 impl Authenticator {
@@ -83,11 +88,13 @@ impl Authenticator {
                 let key = crate::store::api_keys::find_api_key(&self.pool, &hash)
                     .await?
                     .map(|record| {
-                        // Admin is settled once per load, not on every request.
-                        let admin = self
-                            .tenants
-                            .get(&record.tenant)
-                            .is_some_and(|t| account::is_admin(&record.groups, &t.settings));
+                        // Admin is settled once per load, not on every request: the groups
+                        // of the login that issued the credential, while they are recent.
+                        let admin = record.granted + self.admin_max_age > chrono::Utc::now()
+                            && self
+                                .tenants
+                                .get(&record.tenant)
+                                .is_some_and(|t| account::is_admin(&record.groups, &t.settings));
                         Arc::new(CachedKey { record, admin })
                     });
                 self.keys.insert(hash, key.clone());
@@ -99,6 +106,7 @@ impl Authenticator {
                 entity_id: key.record.entity_id,
                 tenant: key.record.tenant.clone(),
                 key_id: Some(key.record.id),
+                expires_at: key_policy::expiry(key.record.granted, key.record.seconds),
                 admin: key.admin,
             }),
             Some(_) => Err(ApiError::Unauthorized(EXPIRED)),
@@ -142,6 +150,8 @@ impl Authenticator {
             entity_id,
             tenant: tenant.name.clone(),
             key_id: None,
+            // A verified token always has one; without it, it may rotate nothing.
+            expires_at: Some(claims.expires_at.unwrap_or_else(chrono::Utc::now)),
             admin: claims.is_admin(tenant),
         })
     }

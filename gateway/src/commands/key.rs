@@ -18,7 +18,7 @@ pub struct KeyArgs {
 pub enum KeyCommand {
     /// Mint an API key for an entity (created on first use) and print it once.
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = tenant_name)]
         tenant: String,
         /// The entity's account (its email).
         #[arg(long)]
@@ -31,7 +31,7 @@ pub enum KeyCommand {
     },
     /// Revoke one of an entity's keys by id.
     Revoke {
-        #[arg(long)]
+        #[arg(long, value_parser = tenant_name)]
         tenant: String,
         #[arg(long)]
         account: String,
@@ -40,11 +40,17 @@ pub enum KeyCommand {
     },
     /// List an entity's keys (ids, labels, lifetimes; never secrets).
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = tenant_name)]
         tenant: String,
         #[arg(long)]
         account: String,
     },
+}
+
+/// A tenant as routing keys can carry it apart from every other (see
+/// `check_tenant_name`): refused by the command line before anything is written.
+fn tenant_name(name: &str) -> Result<String, String> {
+    surge_contract::job::check_tenant_name(name).map(|()| name.to_owned())
 }
 
 /// Runs the command; returns what to print.

@@ -16,6 +16,8 @@ pub struct IdClaims {
     pub email: Option<String>,
     pub email_verified: bool,
     pub groups: Vec<String>,
+    /// The token's `exp`, when it has one.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Every claim, minus the per-token ones that say nothing about the person.
     pub kept: Map<String, Value>,
 }
@@ -66,12 +68,17 @@ impl IdClaims {
             Some(Value::String(one)) => vec![one.clone()],
             _ => Vec::new(),
         };
+        let expires_at = all
+            .get("exp")
+            .and_then(Value::as_i64)
+            .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0));
         all.retain(|k, _| !PER_TOKEN.contains(&k.as_str()));
         Some(Self {
             subject,
             email,
             email_verified,
             groups,
+            expires_at,
             kept: all,
         })
     }

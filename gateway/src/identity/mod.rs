@@ -71,32 +71,27 @@ impl Tenants {
         names
     }
 
-    /// The tenant a login names; with one tenant configured the name may be left out.
+    /// The tenant a login names; with one tenant configured the name may be left out. Errors
+    /// never list the configured tenants: to a stranger that is the customer list.
     pub fn pick(&self, name: Option<&str>) -> Result<&Arc<Provider>, ApiError> {
         match name {
             Some(name) => self.by_name.get(name).ok_or_else(|| {
                 ApiError::UnknownTenant(format!(
-                    "no tenant named {name:?}; configured: {}",
-                    self.listed()
+                    "no tenant named {name:?} here: ask your administrator for your tenant's name"
                 ))
             }),
             None if self.by_name.len() == 1 => Ok(self.by_name.values().next().expect("one")),
             None if self.by_name.is_empty() => Err(ApiError::UnknownTenant(
                 "no tenants are configured on this gateway (see `tenants` in the README)".into(),
             )),
-            None => Err(ApiError::BadRequest(format!(
-                "name the tenant to log in with: ?tenant=<name>; configured: {}",
-                self.listed()
-            ))),
+            None => Err(ApiError::BadRequest(
+                "name the tenant to log in with: ?tenant=<name>".into(),
+            )),
         }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
         self.by_name.get(name)
-    }
-
-    fn listed(&self) -> String {
-        self.names().join(", ")
     }
 
     /// Verifies a bearer JWT from a tenant that accepts them: signature against the

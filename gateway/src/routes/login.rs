@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Caller, api_key};
+use crate::auth::{Caller, api_key, key_policy};
 use crate::error::ApiError;
 use crate::identity::{CallbackParams, Purpose, account, cookie_name};
 use crate::openapi::Problem;
@@ -44,7 +44,7 @@ pub struct LoginQuery {
     responses(
         (status = 303, description = "To the provider's login page", headers(("Location" = String), ("Set-Cookie" = String, description = "The login's state, for /callback"))),
         (status = 400, description = "No tenant named while several are configured, or a malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tenant (`detail` lists them)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant (the configured ones are never listed)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn login(
@@ -71,11 +71,10 @@ pub struct TokenQuery {
 }
 
 impl TokenQuery {
-    fn validate(self) -> Result<(Option<String>, Purpose), ApiError> {
-        if self.seconds.is_some_and(|s| s < 0) {
-            return Err(ApiError::BadRequest(
-                "seconds must be 0 (never expires) or a positive number of seconds".into(),
-            ));
+    /// Checked before the login starts, so a refused lifetime costs no trip to the provider.
+    fn validate(self, max_key_seconds: i64) -> Result<(Option<String>, Purpose), ApiError> {
+        if let Some(seconds) = self.seconds {
+            key_policy::lifetime(seconds, max_key_seconds)?;
         }
         if self.label.as_ref().is_some_and(|l| l.chars().count() > 100) {
             return Err(ApiError::BadRequest(
@@ -114,7 +113,8 @@ impl TokenQuery {
     responses(
         (status = 303, description = "To the provider's login page", headers(("Location" = String), ("Set-Cookie" = String, description = "The login's state, for /callback"))),
         (status = 400, description = "A malformed query, or no tenant named while several are configured", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tenant (`detail` lists them)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant (the configured ones are never listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A lifetime past `identity.max_key_seconds` (`invalid-lifetime`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn start_token(
@@ -122,7 +122,7 @@ pub async fn start_token(
     params: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
-    let (tenant, purpose) = params.validate()?;
+    let (tenant, purpose) = params.validate(state.tenants.settings.max_key_seconds)?;
     start(&state, tenant.as_deref(), purpose).await
 }
 
@@ -134,7 +134,8 @@ pub async fn start_token(
     responses(
         (status = 303, description = "To the provider's login page", headers(("Location" = String), ("Set-Cookie" = String, description = "The login's state, for /callback"))),
         (status = 400, description = "A malformed query, or no tenant named while several are configured", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tenant (`detail` lists them)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant (the configured ones are never listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A lifetime past `identity.max_key_seconds` (`invalid-lifetime`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn start_token_post(

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Caller, api_key};
+use crate::auth::{Caller, api_key, key_policy};
 use crate::error::ApiError;
 use crate::openapi::Problem;
 use crate::state::AppState;
@@ -67,8 +67,9 @@ async fn revoke(
 #[serde(deny_unknown_fields)]
 pub struct KeyUpdate {
     pub id: Uuid,
-    /// Valid for this many seconds from now; 0 never expires.
-    #[schema(minimum = 0)]
+    /// Valid for this many seconds from now, at most as long as it is now (a key's life only
+    /// shrinks) and at most `identity.max_key_seconds`.
+    #[schema(minimum = 1)]
     pub seconds: Option<i64>,
     /// Replace the secret; the old one stops working.
     #[serde(default)]
@@ -87,13 +88,17 @@ pub struct UpdatedKey {
 /// Rotate or re-time a key
 ///
 /// Rotates one of the caller's keys (the new secret is shown this once and the old one stops
-/// working) and/or changes when it expires.
+/// working) and/or shortens its life. A key's life is never lengthened, and a credential
+/// rotates only keys that expire no later than itself: a short-lived login token cannot turn
+/// into a lasting secret.
 #[utoipa::path(put, path = "/token", tag = "identity", operation_id = "update_token",
     request_body(content = KeyUpdate, content_type = "application/json"),
     responses(
         (status = 200, description = "The key as it is now; `key` when rotated", body = UpdatedKey),
         (status = 400, description = "Not a key update, or nothing to change", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Rotating a key that outlives the presented credential", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No active key of the caller's with that id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A lifetime longer than the key's present one or past `identity.max_key_seconds` (`invalid-lifetime`)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update(
     State(state): State<AppState>,
@@ -106,9 +111,34 @@ async fn update(
             "say what to change: \"rotate\": true and/or \"seconds\": <lifetime from now, 0 = never expires>".into(),
         ));
     }
-    if update.seconds.is_some_and(|s| s < 0) {
-        return Err(ApiError::BadRequest(
-            "seconds must be 0 (never expires) or a positive number of seconds".into(),
+    let mut tx = state.pool.begin().await?;
+    let (granted, seconds) = api_keys::lock_key_life(&mut tx, caller.entity_id, update.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no active key {}", update.id)))?;
+    let now = chrono::Utc::now();
+    let new_seconds = update
+        .seconds
+        .map(|requested| {
+            key_policy::shortened(
+                granted,
+                seconds,
+                requested,
+                state.tenants.settings.max_key_seconds,
+                now,
+            )
+        })
+        .transpose()?;
+    if update.rotate
+        && !key_policy::may_rotate(
+            caller.expires_at,
+            key_policy::expiry(granted, new_seconds.unwrap_or(seconds)),
+        )
+    {
+        return Err(ApiError::Forbidden(
+            "this credential expires before that key does, so it may not rotate it: shorten \
+             the key's life to end no later than this credential's, or rotate it with a \
+             longer-lived credential"
+                .into(),
         ));
     }
     let minted = if update.rotate {
@@ -120,14 +150,13 @@ async fn update(
         None
     };
     let summary = api_keys::update_key(
-        &state.pool,
-        caller.entity_id,
+        &mut tx,
         update.id,
         minted.as_ref().map(|(_, hash)| hash),
-        update.seconds,
+        new_seconds,
     )
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("no active key {}", update.id)))?;
+    .await?;
+    tx.commit().await?;
     let key = minted.map(|(secret, _)| secret.expose_secret().to_owned());
     Ok(Json(UpdatedKey { summary, key }))
 }

@@ -2,7 +2,7 @@
 //! revoking always name the owner, so one entity cannot touch another's keys.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::auth::api_key::KeyHash;
@@ -132,35 +132,50 @@ pub async fn issue(pool: &PgPool, issue: &Issue<'_>) -> Result<Uuid, sqlx::Error
     Ok(id)
 }
 
-/// Changes one of `owner`'s active keys in one statement: a new secret (the old one stops
-/// working at once) and/or valid for `seconds` from now (0 = never expires), whether that
-/// shortens or lengthens its life. `None` when it has no such key.
-pub async fn update_key(
-    pool: &PgPool,
+/// When one of `owner`'s active keys was granted and for how long, locked until the
+/// transaction ends (so a change is decided on what it changes). `None` when it has no such
+/// key.
+pub async fn lock_key_life(
+    tx: &mut PgConnection,
     owner: Uuid,
+    id: Uuid,
+) -> Result<Option<(DateTime<Utc>, i64)>, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"
+        SELECT granted, seconds FROM auth
+        WHERE id = $1 AND entity_id = $2 AND kind = 'api_key' AND state = 'active'
+        FOR UPDATE
+        "#,
+        id,
+        owner,
+    )
+    .fetch_optional(tx)
+    .await?
+    .map(|r| (r.granted, r.seconds)))
+}
+
+/// Changes a key locked by [`lock_key_life`]: a new secret (the old one stops working at
+/// once) and/or a new lifetime counted from its grant (already checked to be no longer).
+pub async fn update_key(
+    tx: &mut PgConnection,
     id: Uuid,
     hash: Option<&KeyHash>,
     seconds: Option<i64>,
-) -> Result<Option<KeySummary>, sqlx::Error> {
+) -> Result<KeySummary, sqlx::Error> {
     sqlx::query_as!(
         KeySummary,
         r#"
         UPDATE auth SET
-            token_hash = COALESCE($3::bytea, token_hash),
-            seconds = CASE
-                WHEN $4::bigint IS NULL THEN seconds
-                WHEN $4::bigint = 0 THEN 0
-                ELSE GREATEST(1, CEIL(EXTRACT(EPOCH FROM now() - granted))::bigint + $4::bigint)
-            END
-        WHERE id = $1 AND entity_id = $2 AND kind = 'api_key' AND state = 'active'
+            token_hash = COALESCE($2::bytea, token_hash),
+            seconds = COALESCE($3::bigint, seconds)
+        WHERE id = $1
         RETURNING id, label, granted, seconds, state = 'revoked' AS "revoked!"
         "#,
         id,
-        owner,
         hash.map(|h| &h.0[..]),
         seconds,
     )
-    .fetch_optional(pool)
+    .fetch_one(tx)
     .await
 }
 

@@ -100,6 +100,11 @@ cluster-stop:
 
 # The job store at scale: the job path and reads with tens of millions of finished jobs in
 # the job table against an empty one, and the time to drop a day's partition.
+# The gateway's memory with this many idle, subscribed websockets (release build).
+bench-ws SOCKETS="10000": setup
+    cargo build --release --workspace --bins --locked
+    target/release/surge-bench --bin-dir target/release --ws-idle {{SOCKETS}}
+
 bench-scale ROWS="20000000": setup
     cargo build --release --workspace --bins --locked
     target/release/surge-bench --bin-dir target/release --callers 64 --scale-rows {{ROWS}}

@@ -45,6 +45,18 @@ function logout(message) {
   showLogin(message ?? '');
 }
 
+// "Log out" ends the console's own login token everywhere (DELETE /token); a pasted API key
+// is only forgotten by this tab: it belongs to whoever made it.
+async function logOutAndRevoke() {
+  const ended = session;
+  if (ended?.token && ended.account !== 'API key') {
+    try {
+      await fetch('/token', { method: 'DELETE', headers: { Authorization: `Bearer ${ended.token}` } });
+    } catch { /* the tab forgets it all the same */ }
+  }
+  logout('');
+}
+
 function showLogin(message) {
   $('#console').hidden = true;
   $('#logout').hidden = true;
@@ -473,7 +485,7 @@ document.addEventListener('DOMContentLoaded', () => {
     sessionStorage.setItem(SESSION, JSON.stringify({ token, account: 'API key', expires_at: null }));
     start();
   });
-  $('#logout').addEventListener('click', () => logout(''));
+  $('#logout').addEventListener('click', logOutAndRevoke);
   $('#submit-form').addEventListener('submit', submit);
   start();
 });

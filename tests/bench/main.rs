@@ -9,6 +9,7 @@ mod raw;
 mod scale;
 mod stats;
 mod surge;
+mod ws_idle;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +46,9 @@ struct Args {
     /// The day partitions those jobs are spread over.
     #[arg(long, default_value_t = 30)]
     scale_days: u32,
+    /// Instead of the comparison: the gateway's memory with this many idle websockets.
+    #[arg(long, default_value_t = 0)]
+    ws_idle: usize,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -69,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds);
     if args.scale_rows > 0 {
         return at_scale(&args, duration).await;
+    }
+    if args.ws_idle > 0 {
+        return ws_idle::run(&args.bin_dir, args.ws_idle).await;
     }
     let max_callers = args.callers.iter().copied().max().unwrap_or(1);
 

@@ -129,6 +129,10 @@ try {
   }
   await page.screenshot({ path: `${shots}-replayed.png`, fullPage: true });
   say({ step: 'replayed', job: doomed, figures, problems, foreign: [...foreign] });
+  // "Log out" ends the login token everywhere, not only in this tab.
+  await page.locator('#logout').click();
+  await page.locator('#login').waitFor();
+  say({ step: 'logged-out' });
 } catch (e) {
   // What the page showed and said when it went wrong, for the test's failure message.
   if (page) await page.screenshot({ path: `${shots}-failed.png`, fullPage: true }).catch(() => {});

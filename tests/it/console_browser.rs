@@ -144,6 +144,18 @@ async fn a_person_logs_in_runs_a_job_and_replays_a_dead_one_in_a_real_browser() 
     assert_eq!(app.job_state(&echo_job).await.as_deref(), Some("succeeded"));
     assert_eq!(app.job_state(&doomed).await.as_deref(), Some("succeeded"));
     assert_eq!(app.sleep_runs(&doomed).await, 1, "the effect happened once");
+    browser.step("logged-out").await;
+    assert_eq!(
+        app.count("auth WHERE kind = 'login' AND state = 'active'")
+            .await,
+        0,
+        "the console's login token was revoked"
+    );
+    assert_eq!(
+        app.count("auth WHERE kind = 'login' AND state = 'revoked'")
+            .await,
+        1
+    );
     browser.finish().await;
     for shot in ["dead", "replayed"] {
         let path = format!("{}-{shot}.png", shots.display());

@@ -126,3 +126,42 @@ async fn the_admin_standing_of_a_login_lasts_only_its_maximum_age() {
     let me: Me = app.as_key(&renewed).get("/me", StatusCode::OK).await;
     assert!(me.admin);
 }
+
+#[tokio::test]
+async fn delete_token_revokes_the_presented_login_token_or_a_named_key() {
+    use reqwest::Method;
+    use surge_gateway::store::api_keys::KeySummary;
+    let app = identity_app(None).await;
+    let key = app.login("/token?tenant=a", "bob").await;
+    let token = app.login("/login?tenant=a", "bob").await;
+    // Login tokens are listed beside API keys, so they can be found and revoked.
+    let listed: Vec<KeySummary> = app
+        .as_bearer(&token.access_token)
+        .get("/tokens", StatusCode::OK)
+        .await;
+    let kinds: Vec<(uuid::Uuid, &str)> = listed.iter().map(|k| (k.id, k.kind.as_str())).collect();
+    assert_eq!(kinds, [(token.id, "login"), (key.id, "api_key")]);
+
+    app.as_bearer(&token.access_token)
+        .delete::<()>(&format!("/token?id={}", key.id), StatusCode::NO_CONTENT)
+        .await;
+    app.as_bearer(&token.access_token)
+        .delete::<()>("/token", StatusCode::NO_CONTENT)
+        .await;
+    for (what, secret) in [
+        ("the key", &key.access_token),
+        ("the token", &token.access_token),
+    ] {
+        eventually(what, Duration::from_millis(1500), || async {
+            (app.as_bearer(secret).status_of(Method::GET, "/me").await == StatusCode::UNAUTHORIZED)
+                .then_some(())
+        })
+        .await;
+    }
+    // The development key is configuration, not a token: nothing to revoke here.
+    let problem = app
+        .api()
+        .delete_problem("/token", StatusCode::BAD_REQUEST)
+        .await;
+    assert!(problem.detail.unwrap().contains("?id="));
+}

@@ -22,14 +22,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(
             super::login::start_token,
             super::login::start_token_post,
-            update
+            update,
+            revoke_presented
         ))
         .routes(routes!(revoke))
 }
 
 /// List the caller's keys
 ///
-/// Newest first; never their secrets.
+/// API keys and login tokens, newest first (the latest 1,000); never their secrets.
 #[utoipa::path(get, path = "/tokens", tag = "identity", operation_id = "list_tokens",
     responses((status = 200, description = "The caller's keys", body = Vec<KeySummary>)))]
 async fn list(
@@ -39,9 +40,52 @@ async fn list(
     Ok(Json(api_keys::list(&state.pool, caller.entity_id).await?))
 }
 
+/// Which credential `DELETE /token` revokes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct RevokeQuery {
+    /// One of the caller's keys or login tokens; without it, the credential presented.
+    #[param(format = Uuid)]
+    id: Option<String>,
+}
+
+/// Revoke the presented credential (log out)
+///
+/// Revokes the API key or login token the request is made with (or, with `?id=`, another of
+/// the caller's); every replica refuses it within a second and its open websockets close
+/// (4003). A provider's own token or the development key cannot be revoked here.
+#[utoipa::path(delete, path = "/token", tag = "identity", operation_id = "revoke_presented_token",
+    params(RevokeQuery),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "The presented credential is not a Surge token (a provider's JWT, the development key)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No active key of the caller's with that id", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn revoke_presented(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<RevokeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let axum::extract::Query(query) = query?;
+    let id = match (query.id, caller.key_id) {
+        (Some(id), _) => id,
+        (None, Some(own)) => own.to_string(),
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "the presented credential is not a Surge token (a provider's token expires on \
+                 its own; the development key is configuration): name a key with ?id="
+                    .into(),
+            ));
+        }
+    };
+    revoke_one(&state, &caller, &id).await
+}
+
 /// Revoke a key
 ///
-/// Revokes one of the caller's keys; every replica refuses it within a second.
+/// Revokes one of the caller's keys or login tokens; every replica refuses it within a
+/// second and its open websockets close (4003).
 #[utoipa::path(delete, path = "/token/{id}", tag = "identity", operation_id = "revoke_token",
     params(("id" = String, Path, description = "The key's id", format = Uuid)),
     responses(
@@ -53,6 +97,10 @@ async fn revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    revoke_one(&state, &caller, &id).await
+}
+
+async fn revoke_one(state: &AppState, caller: &Caller, id: &str) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::NotFound(format!("no active key {id}"));
     let id: Uuid = id.parse().map_err(|_| not_found())?;
     if api_keys::revoke(&state.pool, caller.entity_id, id).await? {

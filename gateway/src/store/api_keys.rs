@@ -33,6 +33,8 @@ impl KeyRecord {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct KeySummary {
     pub id: Uuid,
+    /// `api_key` (from `/token` or `surge key`) or `login` (from `/login` or the console).
+    pub kind: String,
     pub label: Option<String>,
     pub granted: DateTime<Utc>,
     pub seconds: i64,
@@ -169,7 +171,7 @@ pub async fn update_key(
             token_hash = COALESCE($2::bytea, token_hash),
             seconds = COALESCE($3::bigint, seconds)
         WHERE id = $1
-        RETURNING id, label, granted, seconds, state = 'revoked' AS "revoked!"
+        RETURNING id, kind::text AS "kind!", label, granted, seconds, state = 'revoked' AS "revoked!"
         "#,
         id,
         hash.map(|h| &h.0[..]),
@@ -195,12 +197,12 @@ pub async fn find_api_key(pool: &PgPool, hash: &KeyHash) -> Result<Option<KeyRec
     .await
 }
 
-/// Revokes one of `owner`'s keys; false when it has no such key.
+/// Revokes one of `owner`'s API keys or login tokens; false when it has no such active one.
 pub async fn revoke(pool: &PgPool, owner: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
         r#"
         UPDATE auth SET state = 'revoked', revoked_at = now()
-        WHERE id = $1 AND entity_id = $2 AND kind = 'api_key' AND state = 'active'
+        WHERE id = $1 AND entity_id = $2 AND kind IN ('api_key', 'login') AND state = 'active'
         "#,
         id,
         owner,
@@ -210,14 +212,16 @@ pub async fn revoke(pool: &PgPool, owner: Uuid, id: Uuid) -> Result<bool, sqlx::
     Ok(done.rows_affected() == 1)
 }
 
-/// `owner`'s API keys, newest first.
+/// `owner`'s API keys and login tokens, newest first.
 pub async fn list(pool: &PgPool, owner: Uuid) -> Result<Vec<KeySummary>, sqlx::Error> {
     sqlx::query_as!(
         KeySummary,
         r#"
-        SELECT id, label, granted, seconds, state = 'revoked' AS "revoked!"
-        FROM auth WHERE entity_id = $1 AND kind = 'api_key'
+        SELECT id, kind::text AS "kind!", label, granted, seconds,
+               state = 'revoked' AS "revoked!"
+        FROM auth WHERE entity_id = $1 AND kind IN ('api_key', 'login')
         ORDER BY id DESC
+        LIMIT 1000
         "#,
         owner,
     )

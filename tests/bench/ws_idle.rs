@@ -97,15 +97,26 @@ pub async fn run(bin_dir: &Path, sockets: usize) -> anyhow::Result<()> {
     let after = rss_kib(pid)?;
     let held = sockets - failed;
     let per_socket = (after.saturating_sub(before)) as f64 / held.max(1) as f64;
-    println!("Idle websockets on one release gateway (authenticated, subscribed, then left alone)");
-    println!("| sockets | opened in | gateway RSS before | after | per socket |");
-    println!("|--:|--:|--:|--:|--:|");
-    println!(
-        "| {held} (of {sockets}) | {:.1} s | {:.1} MiB | {:.1} MiB | {per_socket:.1} KiB |",
-        took.as_secs_f64(),
-        before as f64 / 1024.0,
-        after as f64 / 1024.0,
-    );
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "Idle websockets on one release gateway (authenticated, subscribed, then left alone)"
+        )?;
+        writeln!(
+            out,
+            "| sockets | opened in | gateway RSS before | after | per socket |"
+        )?;
+        writeln!(out, "|--:|--:|--:|--:|--:|")?;
+        writeln!(
+            out,
+            "| {held} (of {sockets}) | {:.1} s | {:.1} MiB | {:.1} MiB | {per_socket:.1} KiB |",
+            took.as_secs_f64(),
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+        )?;
+    }
     drop(opened);
     let mut gateway = gateway;
     gateway.sigterm();

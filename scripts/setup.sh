@@ -60,6 +60,18 @@ curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev
 
 # --- Python packages for the manifest checks, the CloudEvents interop client and the
 # benchmark's Celery baseline (pinned) ---
+# Redis: the shared rate-limit store (limits.store_url) the tests run against.
+if ! command -v redis-server >/dev/null 2>&1; then
+  say "installing Redis (the distribution's redis-server package, once)"
+  install_packages redis-server
+fi
+if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+  say "starting Redis"
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes >/dev/null
+  for _ in $(seq 40); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.25; done
+fi
+redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || { say "Redis does not answer on 127.0.0.1:6379"; exit 1; }
+
 if ! python3 -c 'import pytest, yaml, jsonschema, kubernetes_validate, cloudevents.core, schemathesis, celery' >/dev/null 2>&1; then
   say "installing the tests' Python packages"
   python3 -m pip install --quiet --disable-pip-version-check \

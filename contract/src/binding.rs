@@ -61,6 +61,15 @@ pub struct AmqpMessage {
 }
 
 impl AmqpMessage {
+    /// Stamps the broker user that publishes it as `user_id` (RabbitMQ refuses it from any
+    /// other user): how a receiver knows who sent it (see `broker::Senders`).
+    pub fn sent_by(mut self, user: Option<&str>) -> Self {
+        if let Some(user) = user {
+            self.properties = self.properties.with_user_id(user.into());
+        }
+        self
+    }
+
     /// Stamps the job id as `message_id` and `correlation_id`: what a reply is matched by.
     pub fn with_job_id(mut self, id: &crate::job::JobId) -> Self {
         // A UUID always fits a short string.

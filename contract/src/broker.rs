@@ -61,6 +61,41 @@ pub enum PublishError {
     Encode(String),
 }
 
+/// The broker users a kind of message is taken from. RabbitMQ refuses a publish whose
+/// `user_id` is not the publishing connection's own user, so a message's `user_id` says who
+/// sent it, and nobody with only a producer's credentials can pass for a gateway or a function.
+/// No users named: every message is taken (one broker user for every part, as in
+/// development).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Senders(Vec<String>);
+
+impl Senders {
+    /// Comma-separated broker user names.
+    pub fn parse(list: &str) -> Self {
+        Self(
+            list.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Whether a message with these properties may be taken.
+    pub fn admits(&self, properties: &lapin::BasicProperties) -> bool {
+        self.0.is_empty()
+            || properties
+                .user_id()
+                .as_ref()
+                .is_some_and(|user| self.0.iter().any(|u| u == user.as_str()))
+    }
+
+    /// Whether any message is taken, whoever sent it.
+    pub fn is_open(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Publishes persistently and waits for the broker's confirm (the channel must be in confirm
 /// mode). With `mandatory`, a message that no queue takes is an error: the broker still acks
 /// it, and only the returned message tells, so both are checked.
@@ -145,6 +180,20 @@ pub fn reconnect_backoff(settings: &BrokerSettings) -> ExponentialBuilder {
 mod tests {
     use super::*;
     use backon::BackoffBuilder as _;
+
+    #[test]
+    fn senders_admit_only_the_named_broker_users_unless_none_are_named() {
+        let props = |user: Option<&str>| match user {
+            Some(u) => lapin::BasicProperties::default().with_user_id(u.into()),
+            None => lapin::BasicProperties::default(),
+        };
+        let open = Senders::parse(" ");
+        assert!(open.is_open() && open.admits(&props(None)));
+        let functions = Senders::parse("surge-fn, surge-fn-gpu");
+        assert!(functions.admits(&props(Some("surge-fn-gpu"))));
+        assert!(!functions.admits(&props(Some("producer"))));
+        assert!(!functions.admits(&props(None)), "an unstamped message");
+    }
 
     #[test]
     fn backoff_grows_to_its_ceiling_plus_jitter_and_never_ends() {

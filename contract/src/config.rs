@@ -183,6 +183,14 @@ pub struct BrokerSettings {
     /// Reconnection backoff: first delay and ceiling.
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// The broker users gateways connect as (comma-separated). When set, a function runs an
+    /// event claiming a gateway's source only if RabbitMQ vouches (its validated `user_id`)
+    /// that one of them published it. Empty: whoever can publish to the jobs exchange.
+    pub gateway_users: String,
+    /// The broker users functions connect as (comma-separated). When set, a gateway takes a
+    /// completion (a reply, a websocket's feed, a settings change) only from them. Empty:
+    /// from whoever can publish to the events exchange or a reply queue.
+    pub function_users: String,
 }
 
 impl Default for BrokerSettings {
@@ -194,6 +202,8 @@ impl Default for BrokerSettings {
             publish_timeout_ms: 5_000,
             reconnect_min_ms: 100,
             reconnect_max_ms: 5_000,
+            gateway_users: String::new(),
+            function_users: String::new(),
         }
     }
 }
@@ -208,6 +218,26 @@ impl BrokerSettings {
             .filter(|u| !u.is_empty())
             .map(|u| SecretString::from(u.to_owned()))
             .collect()
+    }
+
+    /// The broker user this process connects as (the first URL's; `guest` when it names
+    /// none): what RabbitMQ checks a published message's `user_id` against.
+    pub fn user(&self) -> Option<String> {
+        self.first_url()
+            .expose_secret()
+            .parse::<lapin::uri::AMQPUri>()
+            .ok()
+            .map(|uri| uri.authority.userinfo.username)
+    }
+
+    /// Who may publish gateway-sourced job events (`gateway_users`).
+    pub fn gateway_senders(&self) -> crate::broker::Senders {
+        crate::broker::Senders::parse(&self.gateway_users)
+    }
+
+    /// Who may publish completions (`function_users`).
+    pub fn function_senders(&self) -> crate::broker::Senders {
+        crate::broker::Senders::parse(&self.function_users)
     }
 
     /// The first node's URL (what the management API's vhost is read from).

@@ -168,6 +168,9 @@ pub struct HttpSettings {
     /// How often server settings are reloaded even without a change event (a safety net:
     /// changes normally reach every replica at once through `surge.events`).
     pub settings_refresh_ms: u64,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client: the
+    /// Ingress controller's. Empty: the client is the connection's peer.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -183,6 +186,7 @@ impl Default for HttpSettings {
             max_page_size: 100,
             settings_refresh_ms: 30_000,
             metrics_addr: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -421,6 +425,10 @@ impl GatewaySettings {
             crate::auth::key_policy::lifetime(id.default_key_seconds, id.max_key_seconds)
         {
             return Err(format!("identity.default_key_seconds: {e}"));
+        }
+        crate::auth::client::TrustedProxies::parse(&self.http.trusted_proxies)?;
+        if self.limits.store_url.is_some() && self.limits.store_timeout_ms == 0 {
+            return Err("limits.store_timeout_ms must be positive".into());
         }
         if let Some(key) = &self.dev.api_key
             && key.expose_secret().trim().chars().count() < 16

@@ -96,6 +96,7 @@ pub struct GatewayMetrics {
     pub unconfirmed: Gauge,
     rejections: Family<ReasonLabel, Counter>,
     rate_limited: Counter,
+    rate_limit_store_failures: Counter,
     pub ws_connections: Gauge,
     queue_messages: Family<FunctionState, Gauge>,
     queue_consumers: Family<FunctionLabel, Gauge>,
@@ -115,6 +116,7 @@ impl GatewayMetrics {
             unconfirmed: Gauge::default(),
             rejections: Family::default(),
             rate_limited: Counter::default(),
+            rate_limit_store_failures: Counter::default(),
             ws_connections: Gauge::default(),
             queue_messages: Family::default(),
             queue_consumers: Family::default(),
@@ -168,6 +170,12 @@ impl GatewayMetrics {
             "surge_rate_limited",
             "Requests refused with 429 because an entity was over its rate limit",
             metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "surge_rate_limit_store_failures",
+            "Requests the shared rate-limit store (limits.store_url) gave no decision for in time; \
+             let through or refused as limits.store_fail_open says",
+            metrics.rate_limit_store_failures.clone(),
         );
         registry.register(
             "surge_ws_connections",
@@ -240,6 +248,10 @@ impl GatewayMetrics {
 
     pub fn rate_limited(&self) {
         self.rate_limited.inc();
+    }
+
+    pub fn rate_limit_store_failed(&self) {
+        self.rate_limit_store_failures.inc();
     }
 
     /// A function's queue as the poller last read it.

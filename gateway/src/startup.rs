@@ -22,7 +22,8 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{Authenticator, DevKey, EntityLimiter, ttl_cache};
+use crate::auth::client::TrustedProxies;
+use crate::auth::{Authenticator, ClientLimiter, DevKey, EntityLimiter, ttl_cache};
 use crate::bus::{Bus, EventListener};
 use crate::config::GatewaySettings;
 use crate::error::ApiError;
@@ -83,10 +84,27 @@ impl Application {
         let auth = Authenticator {
             pool: pool.clone(),
             keys: ttl_cache(Duration::from_secs(1), 100_000),
+            // A hash no key has cannot become one (keys are random): kept longer, apart.
+            unknown: ttl_cache(Duration::from_secs(10), 20_000),
+            clients: Arc::new(ClientLimiter::for_clients(&settings.limits)),
+            proxies: TrustedProxies::parse(&settings.http.trusted_proxies)
+                .map_err(anyhow::Error::msg)?,
             subjects: ttl_cache(Duration::from_secs(60), 100_000),
             tenants: tenants.clone(),
             limiter: limiter.clone(),
             admin_max_age: chrono::Duration::seconds(settings.identity.admin_max_age_seconds),
+            shared: match &settings.limits.store_url {
+                Some(url) => Some(
+                    crate::auth::shared_limit::SharedLimiter::new(
+                        url,
+                        &settings.broker.prefix,
+                        Duration::from_millis(settings.limits.store_timeout_ms),
+                    )
+                    .context("limits.store_url")?,
+                ),
+                None => None,
+            },
+            store_fail_open: settings.limits.store_fail_open,
             dev_key: match &settings.dev.api_key {
                 Some(key) => {
                     tracing::warn!(tenant = %settings.dev.tenant, "the development API key is enabled: never in production");
@@ -110,6 +128,13 @@ impl Application {
                 }
             },
         };
+        if settings.broker.function_senders().is_open() {
+            tracing::warn!(
+                "broker.function_users is empty: completions are taken from any broker user that \
+                 can publish to the events exchange; give functions their own broker user and \
+                 name it there (docs/security.md)"
+            );
+        }
         if settings.tenants.len() > 1 && settings.identity.operator_tenants.is_empty() {
             tracing::warn!(
                 tenants = settings.tenants.len(),
@@ -226,13 +251,14 @@ impl Application {
             Duration::from_millis(settings.http.settings_refresh_ms),
             state.shutdown.clone(),
         ));
-        // Idle entities are forgotten by the rate limiter every few seconds.
+        // Idle entities and clients are forgotten by the rate limiters every few seconds.
         let sweep = (state.auth.clone(), state.shutdown.clone());
         tokio::spawn(async move {
             let (auth, stop) = sweep;
             let mut every = tokio::time::interval(Duration::from_secs(10));
             while stop.run_until_cancelled(every.tick()).await.is_some() {
                 auth.limiter.sweep();
+                auth.clients.sweep();
             }
         });
         let metrics_route = Router::new()

@@ -17,7 +17,12 @@ pub struct BrokerProbe {
 
 impl BrokerProbe {
     pub async fn connect() -> Self {
-        let connection = Connection::connect(&crate::amqp_url(), ConnectionProperties::default())
+        Self::connect_to(&crate::amqp_url()).await
+    }
+
+    /// As [`connect`](Self::connect), to `url` (another broker user, a proxy).
+    pub async fn connect_to(url: &str) -> Self {
+        let connection = Connection::connect(url, ConnectionProperties::default())
             .await
             .expect("connect to RabbitMQ (is it running on 127.0.0.1:5672?)");
         let channel = connection.create_channel().await.expect("channel");
@@ -190,4 +195,88 @@ pub fn close_connections_named(prefix: &str) -> usize {
         }
     }
     closed
+}
+
+/// A RabbitMQ user of one test's own (made through the management API, deleted when
+/// dropped): to run a gateway, a function or a producer as the broker user it would have.
+pub struct BrokerUser {
+    pub name: String,
+    password: String,
+}
+
+/// `(base URL without credentials, user, password)` of the management API.
+fn management() -> (url::Url, String, String) {
+    let mut url = url::Url::parse(&crate::management_url()).expect("management URL");
+    let user = url.username().to_owned();
+    let password = url.password().unwrap_or_default().to_owned();
+    url.set_username("").expect("no credentials");
+    url.set_password(None).expect("no credentials");
+    (url, user, password)
+}
+
+impl BrokerUser {
+    /// Makes `name` with the `(configure, write, read)` permission patterns on the default
+    /// vhost.
+    pub async fn create(name: &str, permissions: [&str; 3]) -> Self {
+        let (base, admin, admin_password) = management();
+        let client = reqwest::Client::new();
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let user = base.join(&format!("api/users/{name}")).expect("url");
+        let response = client
+            .put(user)
+            .basic_auth(&admin, Some(&admin_password))
+            .json(&serde_json::json!({"password": password, "tags": ""}))
+            .send()
+            .await
+            .expect("management API");
+        assert!(
+            response.status().is_success(),
+            "create {name}: {}",
+            response.status()
+        );
+        let grant = base
+            .join(&format!("api/permissions/%2F/{name}"))
+            .expect("url");
+        let [configure, write, read] = permissions;
+        let response = client
+            .put(grant)
+            .basic_auth(&admin, Some(&admin_password))
+            .json(&serde_json::json!({"configure": configure, "write": write, "read": read}))
+            .send()
+            .await
+            .expect("management API");
+        assert!(
+            response.status().is_success(),
+            "grant {name}: {}",
+            response.status()
+        );
+        Self {
+            name: name.to_owned(),
+            password,
+        }
+    }
+
+    /// The machine's broker, as this user.
+    pub fn amqp_url(&self) -> String {
+        let mut url = url::Url::parse(&crate::amqp_url()).expect("AMQP URL");
+        url.set_username(&self.name).expect("user");
+        url.set_password(Some(&self.password)).expect("password");
+        url.to_string()
+    }
+}
+
+impl Drop for BrokerUser {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        crate::block_on_thread(async move {
+            let (base, admin, admin_password) = management();
+            if let Ok(user) = base.join(&format!("api/users/{name}")) {
+                let _ = reqwest::Client::new()
+                    .delete(user)
+                    .basic_auth(&admin, Some(&admin_password))
+                    .send()
+                    .await;
+            }
+        });
+    }
 }

@@ -48,6 +48,8 @@ pub struct TestAppBuilder {
     /// `(http.header_read_timeout_ms, http.request_timeout_ms)`; the longest wait shrinks to
     /// fit under the request's.
     pub http_timeouts: Option<(u64, u64)>,
+    /// `broker.function_users`: completions taken only from these broker users.
+    pub function_users: Option<String>,
     /// Changes any setting last, for what has no option of its own here.
     pub tune: Option<fn(&mut GatewaySettings)>,
 }
@@ -68,6 +70,7 @@ impl Default for TestAppBuilder {
             broker_url: None,
             replica: false,
             http_timeouts: None,
+            function_users: None,
             tune: None,
         }
     }
@@ -184,6 +187,9 @@ impl TestAppBuilder {
                 .expect("url");
             down.accept_bearer = false;
             settings.tenants.push(down);
+        }
+        if let Some(users) = &self.function_users {
+            settings.broker.function_users = users.clone();
         }
         if let Some(tune) = self.tune {
             tune(&mut settings);

@@ -17,7 +17,7 @@ mod proxy;
 mod replica;
 
 pub use api::{ApiClient, Exchange, Reply, job_problem, read_json, read_problem};
-pub use broker::{BrokerProbe, close_connections_named};
+pub use broker::{BrokerProbe, BrokerUser, close_connections_named};
 pub use database::TestDatabase;
 pub use function::{FunctionProcess, bin_dir, log_dir};
 pub use gateway::{Replica, TEST_API_KEY, TestApp, TestAppBuilder};
@@ -40,6 +40,11 @@ pub fn postgres_server_url() -> String {
 pub fn amqp_url() -> String {
     std::env::var("SURGE_TEST_AMQP")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The machine's Redis (the shared rate-limit store), from `SURGE_TEST_REDIS`.
+pub fn redis_url() -> String {
+    std::env::var("SURGE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 
 /// The machine's RabbitMQ management API, from `SURGE_TEST_MANAGEMENT`.

@@ -972,6 +972,7 @@ def test_secret_templates_are_placeholders():
         "SURGE_BROKER__URL",
         "rabbitmq-management-url",
         "SURGE_TENANTS",
+        "SURGE_LIMITS__STORE_URL",
     }
     assert f'client_secret="{PLACEHOLDER}"' in data["SURGE_TENANTS"], "tenants: placeholder secret"
     assert data["SURGE_DATABASE__URL"].startswith("postgres")
@@ -1046,6 +1047,7 @@ SURGE_METRICS_CONTRACT: dict[str, str] = {
     "surge_jobs_accepted_total": "counter",  # {function}
     "surge_auth_rejections_total": "counter",  # {reason: missing|invalid|expired|forbidden}
     "surge_rate_limited_total": "counter",
+    "surge_rate_limit_store_failures_total": "counter",
     "surge_ws_connections": "gauge",
     "surge_queue_messages": "gauge",  # {function, state: ready|unacked|dead}, from the management API
     "surge_queue_consumers": "gauge",  # {function}
@@ -1274,6 +1276,7 @@ def test_every_alert_has_severity_annotations_and_a_runbook(name):
         "SurgeFunctionCrashLooping",
         "SurgeGatewayNotReady",
         "SurgeJobPartitionsRunningOut",
+        "SurgeRateLimitStoreFailing",
     }, f"{name}: alerts {sorted(names)}"
     for a in alerts:
         where = f"{name}: alert {a['alert']}"

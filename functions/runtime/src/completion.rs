@@ -25,6 +25,7 @@ pub async fn publish(
     function: &FunctionName,
     job: &JobRecord,
     reply_to: Option<&str>,
+    sender: Option<&str>,
     timeout: std::time::Duration,
 ) -> Result<(), PublishError> {
     if !job.state.is_terminal() {
@@ -40,7 +41,8 @@ pub async fn publish(
     let completion = span.in_scope(|| of_record(function, job));
     let message = completion
         .to_message()
-        .map_err(|e| PublishError::Encode(e.to_string()))?;
+        .map_err(|e| PublishError::Encode(e.to_string()))?
+        .sent_by(sender);
     let exchange = topology.events_exchange();
     let key = completion.routing_key();
     async {

@@ -72,6 +72,8 @@ pub async fn run_with<F: Function>(
         name: name.clone(),
         pool: pool.clone(),
         topology: topology.clone(),
+        gateway_senders: broker.gateway_senders(),
+        sender: broker.user(),
         settings,
         metrics: metrics.clone(),
     });

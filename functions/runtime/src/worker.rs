@@ -43,6 +43,10 @@ pub struct Worker<F: Function> {
     pub metrics: Arc<RuntimeMetrics>,
     /// Claims and pure results, written in groups.
     pub groups: Groups,
+    /// Who may publish an event claiming a gateway's source (`broker.gateway_users`).
+    pub gateway_senders: surge_contract::broker::Senders,
+    /// The broker user this process publishes as, stamped on its completions.
+    pub sender: Option<String>,
 }
 
 /// How a handler's run ended.
@@ -73,6 +77,16 @@ impl<F: Function> Worker<F> {
             Ok(request) => request,
             Err(e) => return self.dead_letter(&channel, delivery, e.to_string()).await,
         };
+        // A gateway's source is the gateways' alone: a producer that claims it is refused,
+        // not merely held to the record's input.
+        if request.source == surge_contract::job::GATEWAY_SOURCE
+            && !self.gateway_senders.admits(&delivery.properties)
+        {
+            let reason = "an event claiming a gateway's source that no gateway's broker user \
+                          published (broker.gateway_users)"
+                .to_owned();
+            return self.dead_letter(&channel, delivery, reason).await;
+        }
         match self.handle(&channel, request).await {
             Settlement::Done => ack(delivery).await,
             Settlement::Retry => nack(delivery).await,
@@ -395,8 +409,16 @@ impl<F: Function> Worker<F> {
     ) -> Settlement {
         let timeout = self.settings.broker.publish_timeout();
         let started = std::time::Instant::now();
-        let published =
-            completion::publish(channel, &self.topology, &self.name, job, reply_to, timeout).await;
+        let published = completion::publish(
+            channel,
+            &self.topology,
+            &self.name,
+            job,
+            reply_to,
+            self.sender.as_deref(),
+            timeout,
+        )
+        .await;
         match published {
             Ok(()) => {
                 self.metrics.completion(started.elapsed());

@@ -8,10 +8,13 @@
 
 pub mod api_key;
 mod cache;
+pub mod client;
 mod dev_key;
 pub mod key_policy;
 mod rate_limit;
+pub mod shared_limit;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -22,7 +25,7 @@ use uuid::Uuid;
 
 pub use cache::{TtlCache, ttl_cache};
 pub use dev_key::DevKey;
-pub use rate_limit::{EntityLimiter, LimitSettings, Limited, Policy};
+pub use rate_limit::{ClientLimiter, EntityLimiter, LimitSettings, Limited, Policy};
 
 use crate::error::ApiError;
 use crate::metrics::Rejection;
@@ -54,7 +57,10 @@ pub struct CachedKey {
 }
 
 /// Caches of credential lookups (shared, not copied, on each hit).
-pub type KeyCache = TtlCache<api_key::KeyHash, Option<Arc<CachedKey>>>;
+pub type KeyCache = TtlCache<api_key::KeyHash, Arc<CachedKey>>;
+/// Hashes no credential has: kept apart, so a flood of made-up keys cannot push real ones
+/// out of [`KeyCache`].
+pub type UnknownKeys = TtlCache<api_key::KeyHash, ()>;
 /// `(tenant, subject, account)` of a bearer JWT → its entity and the subject it is bound to.
 pub type SubjectCache = TtlCache<(String, String, String), (Uuid, Option<String>)>;
 
@@ -64,27 +70,50 @@ pub struct Authenticator {
     pub dev_key: Option<DevKey>,
     pub pool: PgPool,
     pub keys: KeyCache,
+    pub unknown: UnknownKeys,
     pub subjects: SubjectCache,
+    /// Unauthenticated work per client address (lookups the caches do not answer).
+    pub clients: Arc<ClientLimiter>,
+    pub proxies: client::TrustedProxies,
     pub tenants: Arc<Tenants>,
     pub limiter: Arc<EntityLimiter>,
     /// How long a login's admin standing lasts on the credentials it issued.
     pub admin_max_age: chrono::Duration,
+    /// The limit kept in a store every replica shares (`limits.store_url`), and what to do
+    /// when it does not answer.
+    pub shared: Option<shared_limit::SharedLimiter>,
+    pub store_fail_open: bool,
 }
 
 impl Authenticator {
     /// Who `presented` is now (a cached lookup); `/ws` asks again on every ping, so a
     /// revoked or expired credential, or a lost admin role, ends the connection.
-    pub(crate) async fn authenticate(&self, presented: &str) -> Result<Caller, ApiError> {
+    /// `client`: the address to charge a lookup the caches cannot answer to (`None` for the
+    /// gateway's own re-checks of an open websocket).
+    pub(crate) async fn authenticate(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Caller, ApiError> {
         if let Some(caller) = self.dev_key.as_ref().and_then(|dev| dev.check(presented)) {
             return Ok(caller);
         }
+        let spend = |client: Option<IpAddr>| match client {
+            Some(ip) => self.clients.check(ip).map_err(ApiError::RateLimited),
+            None => Ok(()),
+        };
         if looks_like_jwt(presented) {
+            spend(client)?;
             return self.authenticate_jwt(presented).await;
         }
         let hash = api_key::parse(presented).map_err(|e| ApiError::Unauthorized(key_error(e)))?;
+        if self.unknown.get(&hash).is_some() {
+            return Err(ApiError::Unauthorized("the API key is not valid"));
+        }
         let key = match self.keys.get(&hash) {
-            Some(key) => key,
+            Some(key) => Some(key),
             None => {
+                spend(client)?;
                 let key = crate::store::api_keys::find_api_key(&self.pool, &hash)
                     .await?
                     .map(|record| {
@@ -97,7 +126,10 @@ impl Authenticator {
                                 .is_some_and(|t| account::is_admin(&record.groups, &t.settings));
                         Arc::new(CachedKey { record, admin })
                     });
-                self.keys.insert(hash, key.clone());
+                match &key {
+                    Some(key) => self.keys.insert(hash, key.clone()),
+                    None => self.unknown.insert(hash, ()),
+                }
                 key
             }
         };
@@ -114,11 +146,56 @@ impl Authenticator {
         }
     }
 
+    /// Counts `units` requests of `entity` against its rate limit: in the shared store when
+    /// there is one, else on this replica.
+    pub(crate) async fn charge(
+        &self,
+        entity: Uuid,
+        units: usize,
+        metrics: &crate::metrics::GatewayMetrics,
+    ) -> Result<(), ApiError> {
+        let Some(policy) = self.limiter.policy() else {
+            return Ok(());
+        };
+        if units == 0 {
+            return Ok(());
+        }
+        if units > policy.burst.max(1) as usize {
+            return Err(ApiError::BadRequest(format!(
+                "a batch may hold at most {} events (the rate limit's burst)",
+                policy.burst
+            )));
+        }
+        let decided = match &self.shared {
+            None if units == 1 => self.limiter.check(entity).map_err(ApiError::RateLimited),
+            None => self.limiter.check_more(entity, units),
+            Some(shared) => match shared.check(entity, units as u32, policy).await {
+                Ok(decision) => decision.map_err(ApiError::RateLimited),
+                Err(e) => {
+                    metrics.rate_limit_store_failed();
+                    tracing::debug!(error = %e, "the rate-limit store gave no decision");
+                    if self.store_fail_open {
+                        Ok(())
+                    } else {
+                        Err(ApiError::Unavailable(
+                            "the rate-limit store cannot be reached; retry shortly".into(),
+                        ))
+                    }
+                }
+            },
+        };
+        if matches!(decided, Err(ApiError::RateLimited(_))) {
+            metrics.rate_limited();
+        }
+        decided
+    }
+
     /// Drops what the cache holds of `presented`, so the next check asks the database (a
     /// websocket whose entity's credentials just changed).
     pub(crate) fn forget(&self, presented: &str) {
         if let Ok(hash) = api_key::parse(presented) {
             self.keys.invalidate(&hash);
+            self.unknown.invalidate(&hash);
         }
     }
 
@@ -218,29 +295,31 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let client::ClientAddr(client) =
+            client::ClientAddr::from_request_parts(parts, state).await?;
         let Some(presented) = presented_key(&parts.headers) else {
             state.metrics.rejected(Rejection::Missing);
             return Err(ApiError::Unauthorized(
                 "send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
             ));
         };
-        let caller = state.auth.authenticate(presented).await.inspect_err(|e| {
-            if let ApiError::Unauthorized(why) = e {
-                state.metrics.rejected(if *why == EXPIRED {
+        let caller = state
+            .auth
+            .authenticate(presented, Some(client))
+            .await
+            .inspect_err(|e| match e {
+                ApiError::Unauthorized(why) => state.metrics.rejected(if *why == EXPIRED {
                     Rejection::Expired
                 } else {
                     Rejection::Invalid
-                });
-            }
-        })?;
+                }),
+                ApiError::RateLimited(_) => state.metrics.rate_limited(),
+                _ => {}
+            })?;
         state
             .auth
-            .limiter
-            .check(caller.entity_id)
-            .map_err(|limited| {
-                state.metrics.rate_limited();
-                ApiError::RateLimited(limited)
-            })?;
+            .charge(caller.entity_id, 1, &state.metrics)
+            .await?;
         Ok(caller)
     }
 }

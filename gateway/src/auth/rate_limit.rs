@@ -1,7 +1,10 @@
-//! Per-entity rate limits: GCRA (governor), checked once a caller is authenticated. The
-//! limiter remembers one small state per entity seen recently; a sweep forgets the idle
-//! ones and a hard cap bounds the rest, so a flood of distinct callers cannot grow memory.
+//! Rate limits: GCRA (governor) per key — per entity once a caller is authenticated, per
+//! client address before (credential lookups, login starts). The limiter remembers one small
+//! state per key seen recently; a sweep forgets the idle ones and a hard cap bounds the rest,
+//! so a flood of distinct callers cannot grow memory.
 
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +29,20 @@ pub struct LimitSettings {
     pub burst: u32,
     /// Entities tracked at most; past it, the idle ones are forgotten first, then all.
     pub max_tracked: usize,
+    /// Before authentication, per client address: credential lookups the key cache did not
+    /// answer, and login starts and callbacks, per second (0 turns it off).
+    pub per_client_per_second: u32,
+    /// The burst of `per_client_per_second`.
+    pub per_client_burst: u32,
+    /// A Redis (`redis://host:6379/0`; a secret) holding every entity's limit for all
+    /// replicas at once. Unset: each replica limits on its own (with N replicas an entity
+    /// gets up to N× its rate).
+    pub store_url: Option<secrecy::SecretString>,
+    /// How long a request waits for the store's decision.
+    pub store_timeout_ms: u64,
+    /// When the store does not decide in time: let the request through (counted in
+    /// `surge_rate_limit_store_failures_total`; the default) or answer 503.
+    pub store_fail_open: bool,
 }
 
 impl Default for LimitSettings {
@@ -34,12 +51,16 @@ impl Default for LimitSettings {
             per_second: 50,
             burst: 100,
             max_tracked: 100_000,
+            per_client_per_second: 20,
+            per_client_burst: 100,
+            store_url: None,
+            store_timeout_ms: 50,
+            store_fail_open: true,
         }
     }
 }
 
-type Keyed =
-    RateLimiter<Uuid, DefaultKeyedStateStore<Uuid>, DefaultClock, StateInformationMiddleware>;
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
 /// Why a request was refused: when to retry, and the policy, for the response headers.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,27 +77,33 @@ pub struct Policy {
     pub burst: u32,
 }
 
+/// A limit per key (an entity, a client address).
 #[derive(Debug)]
-pub struct EntityLimiter {
+pub struct KeyedLimiter<K: Hash + Eq + Clone> {
     /// The limiter of the policy in force; `None` while limiting is off. Replaced by a new,
     /// empty limiter when full of recent callers or when the policy changes.
-    active: RwLock<Option<Active>>,
+    active: RwLock<Option<Active<K>>>,
     /// `limits.*` from configuration: in force while no `rate_limit` setting exists.
     configured: Policy,
     max_tracked: usize,
     checks: AtomicU64,
 }
 
+/// Requests per authenticated entity (`limits.per_second`, or the `rate_limit` setting).
+pub type EntityLimiter = KeyedLimiter<Uuid>;
+/// Unauthenticated work per client address (`limits.per_client_per_second`).
+pub type ClientLimiter = KeyedLimiter<IpAddr>;
+
 #[derive(Debug)]
-struct Active {
-    limiter: Keyed,
+struct Active<K: Hash + Eq + Clone> {
+    limiter: Keyed<K>,
     quota: Quota,
     policy: Policy,
 }
 
 const CAP_CHECK_EVERY: u64 = 64;
 
-impl Active {
+impl<K: Hash + Eq + Clone> Active<K> {
     fn new(policy: Policy) -> Option<Self> {
         let rate = NonZeroU32::new(policy.per_second)?;
         let burst = NonZeroU32::new(policy.burst.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -99,14 +126,35 @@ impl Active {
 
 impl EntityLimiter {
     pub fn new(settings: &LimitSettings) -> Self {
-        let configured = Policy {
-            per_second: settings.per_second,
-            burst: settings.burst,
-        };
+        Self::with_policy(
+            Policy {
+                per_second: settings.per_second,
+                burst: settings.burst,
+            },
+            settings.max_tracked,
+        )
+    }
+}
+
+impl ClientLimiter {
+    /// The limit per client address before authentication.
+    pub fn for_clients(settings: &LimitSettings) -> Self {
+        Self::with_policy(
+            Policy {
+                per_second: settings.per_client_per_second,
+                burst: settings.per_client_burst,
+            },
+            settings.max_tracked,
+        )
+    }
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
+    fn with_policy(configured: Policy, max_tracked: usize) -> Self {
         Self {
             active: RwLock::new(Active::new(configured)),
             configured,
-            max_tracked: settings.max_tracked,
+            max_tracked,
             checks: AtomicU64::new(0),
         }
     }
@@ -135,8 +183,8 @@ impl EntityLimiter {
         active.as_ref().map(|a| a.policy)
     }
 
-    /// Counts one request of `entity`.
-    pub fn check(&self, entity: Uuid) -> Result<(), Limited> {
+    /// Counts one request of `entity` (or client).
+    pub fn check(&self, entity: K) -> Result<(), Limited> {
         // Counting the tracked entities visits every shard of the map: do it every so often,
         // not on every request (the cap may be overshot by at most that many entities).
         let due = self
@@ -180,7 +228,7 @@ impl EntityLimiter {
 
     /// Counts `n` more units of `entity` at once (the events of a batch beyond the request
     /// itself). A batch larger than the burst can never pass: that is a bad request.
-    pub fn check_more(&self, entity: Uuid, n: usize) -> Result<(), ApiError> {
+    pub fn check_more(&self, entity: K, n: usize) -> Result<(), ApiError> {
         let Some(n) = NonZeroU32::new(n.try_into().unwrap_or(u32::MAX)) else {
             return Ok(());
         };
@@ -226,6 +274,7 @@ mod tests {
             per_second: 1,
             burst: 3,
             max_tracked: 10,
+            ..Default::default()
         });
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         for _ in 0..3 {
@@ -265,6 +314,7 @@ mod tests {
             per_second: 0,
             burst: 1,
             max_tracked: 10,
+            ..Default::default()
         });
         let a = Uuid::now_v7();
         assert!(
@@ -293,6 +343,7 @@ mod tests {
             per_second: 1,
             burst: 1,
             max_tracked: 5,
+            ..Default::default()
         });
         for _ in 0..500 {
             let _ = limiter.check(Uuid::now_v7());

@@ -31,6 +31,8 @@ struct Inner {
     topology: Topology,
     reply_queue: String,
     publish_timeout: Duration,
+    /// The broker user this replica publishes as, stamped on its requests.
+    sender: Option<String>,
 }
 
 impl Bus {
@@ -59,6 +61,7 @@ impl Bus {
             bindings: Arc::clone(&bindings),
             listeners,
             events_exchange: topology.events_exchange(),
+            senders: settings.function_senders(),
         });
         let (link, task) = Link::start(settings.clone(), name, handler, shutdown);
         let bus = Self {
@@ -69,9 +72,15 @@ impl Bus {
                 topology,
                 reply_queue,
                 publish_timeout: settings.publish_timeout(),
+                sender: settings.user(),
             }),
         };
         (bus, task)
+    }
+
+    /// The broker user this replica publishes as (`user_id` of its requests).
+    pub fn sender(&self) -> Option<&str> {
+        self.inner.sender.as_deref()
     }
 
     /// How long a publish waits for its confirm.

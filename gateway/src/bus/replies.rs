@@ -25,6 +25,8 @@ pub(super) struct Replies {
     pub listeners: Vec<Arc<dyn EventListener>>,
     /// Compared with every delivery's exchange: named once.
     pub events_exchange: String,
+    /// Who completions are taken from (`broker.function_users`).
+    pub senders: surge_contract::broker::Senders,
 }
 
 impl LinkHandler for Replies {
@@ -64,6 +66,17 @@ impl LinkHandler for Replies {
     }
 
     fn deliver(&self, delivery: lapin::message::Delivery, _publish: &Channel) {
+        // Only a function may say how a job ended: anything else on the events exchange or a
+        // reply queue (a producer's forgery) never reaches a caller, a socket or the settings.
+        if !self.senders.admits(&delivery.properties) {
+            tracing::warn!(
+                exchange = %delivery.exchange,
+                key = %delivery.routing_key,
+                user = delivery.properties.user_id().as_ref().map_or("", |u| u.as_str()),
+                "a completion not published by a function's broker user was dropped"
+            );
+            return;
+        }
         if delivery.exchange.as_str() == self.events_exchange {
             match RoutedEvent::of(&delivery) {
                 Some(event) => self.listeners.iter().for_each(|l| l.on_event(&event)),

@@ -21,10 +21,13 @@ pub enum PublishFailure {
 /// runtime runs a job id once.
 pub async fn publish(state: &AppState, request: &JobRequest) -> Result<(), PublishFailure> {
     let id = request.event_id.as_str();
-    let message = request.to_message().map_err(|e| {
-        tracing::error!(error = %e, %id, "a job's request could not be encoded");
-        PublishFailure::Refused
-    })?;
+    let message = request
+        .to_message()
+        .map_err(|e| {
+            tracing::error!(error = %e, %id, "a job's request could not be encoded");
+            PublishFailure::Refused
+        })?
+        .sent_by(state.bus.sender());
     let started = std::time::Instant::now();
     if !state.bus.is_connected() {
         // Reconnecting (a broker restart, a dropped connection): worth a short wait rather

@@ -66,10 +66,11 @@ async fn index(State(state): State<AppState>) -> Response {
 
 async fn login(
     State(state): State<AppState>,
+    client: crate::auth::client::ClientAddr,
     params: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
-    start(&state, params.tenant.as_deref(), Purpose::Console).await
+    start(&state, client, params.tenant.as_deref(), Purpose::Console).await
 }
 
 /// The callback's answer to a console login: the token, in the page for `handoff.js` to

@@ -143,13 +143,8 @@ async fn receive(
     // was counted as one when the caller was authenticated).
     state
         .auth
-        .limiter
-        .check_more(caller.entity_id, events.len() - 1)
-        .inspect_err(|e| {
-            if matches!(e, ApiError::RateLimited(_)) {
-                state.metrics.rate_limited();
-            }
-        })?;
+        .charge(caller.entity_id, events.len() - 1, &state.metrics)
+        .await?;
     // Every event is checked before any is accepted: a batch is taken whole or not at all.
     let incoming = events
         .iter()

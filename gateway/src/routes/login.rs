@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::auth::client::ClientAddr;
 use crate::auth::{Caller, api_key, key_policy};
 use crate::error::ApiError;
 use crate::identity::{CallbackParams, Purpose, account, cookie_name};
@@ -46,13 +47,15 @@ pub struct LoginQuery {
         (status = 400, description = "No tenant named while several are configured, or a malformed query", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant (the configured ones are never listed)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This client address started too many logins (`limits.per_client_per_second`): wait `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn login(
     State(state): State<AppState>,
+    client: ClientAddr,
     params: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
-    start(&state, params.tenant.as_deref(), Purpose::Login).await
+    start(&state, client, params.tenant.as_deref(), Purpose::Login).await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -116,14 +119,16 @@ impl TokenQuery {
         (status = 404, description = "No such tenant (the configured ones are never listed)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A lifetime past `identity.max_key_seconds` (`invalid-lifetime`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This client address started too many logins (`limits.per_client_per_second`): wait `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn start_token(
     State(state): State<AppState>,
+    client: ClientAddr,
     params: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
     let (tenant, purpose) = params.validate(state.tenants.settings.max_key_seconds)?;
-    start(&state, tenant.as_deref(), purpose).await
+    start(&state, client, tenant.as_deref(), purpose).await
 }
 
 /// Mint an API key (form post)
@@ -137,19 +142,25 @@ pub async fn start_token(
         (status = 404, description = "No such tenant (the configured ones are never listed)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A lifetime past `identity.max_key_seconds` (`invalid-lifetime`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This client address started too many logins (`limits.per_client_per_second`): wait `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn start_token_post(
     state: State<AppState>,
+    client: ClientAddr,
     params: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    start_token(state, params).await
+    start_token(state, client, params).await
 }
 
+/// Starts a login: one row and a provider's discovery per call, so each is charged to the
+/// client's address before anything is done.
 pub(crate) async fn start(
     state: &AppState,
+    client: ClientAddr,
     tenant: Option<&str>,
     purpose: Purpose,
 ) -> Result<Response, ApiError> {
+    client.spend(state)?;
     let provider = state.tenants.pick(tenant)?;
     let started = state.tenants.start(&state.pool, provider, purpose).await?;
     let redirect = &provider.settings.redirect_url;
@@ -227,12 +238,15 @@ pub struct Issued {
         (status = 400, description = "The login cannot be completed: unknown, expired or replayed state, another browser, a mix-up, the provider's error", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The identity is refused (an unverified email, an email held by another subject)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This client address started too many logins (`limits.per_client_per_second`): wait `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn callback(
     State(state): State<AppState>,
+    client: ClientAddr,
     params: Result<Query<CallbackParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    client.spend(&state)?;
     let Query(params) = params?;
     let finished = state.tenants.finish(&state.pool, params, &headers).await?;
     let flow = &finished.flow;

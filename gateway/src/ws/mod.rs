@@ -505,7 +505,7 @@ async fn standing(
     }
     let now = tokio::time::timeout(
         Duration::from_secs(5),
-        state.auth.authenticate(credential.expose_secret()),
+        state.auth.authenticate(credential.expose_secret(), None),
     )
     .await;
     match now {

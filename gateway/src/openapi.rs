@@ -200,6 +200,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 26, "every route is documented");
+        assert_eq!(operations, 27, "every route is documented");
     }
 }

@@ -50,6 +50,10 @@ pub async fn serve(
                 continue;
             }
         };
+        // Answers and websocket frames go out as written, not held back for a fuller packet.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, %peer, "TCP_NODELAY could not be set");
+        }
         let service = router.clone().map_request(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request

@@ -26,6 +26,18 @@ pub struct IdentityProvider {
 }
 
 impl IdentityProvider {
+    /// Replaces `login`'s claims at the provider (its groups, its email), as an administrator
+    /// would: the next token the provider issues carries them.
+    pub async fn set_user(&self, login: &str, claims: &serde_json::Value) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/test-users/{login}", self.issuer))
+            .json(claims)
+            .send()
+            .await
+            .expect("the provider answers");
+        assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    }
+
     /// Starts a provider under the issuer path `/<name>` on a free port, with one client
     /// whose only redirect target is `redirect`.
     pub async fn start(name: &str, redirect: &str) -> Self {

@@ -19,6 +19,19 @@ const users = JSON.parse(env.IDP_USERS ?? JSON.stringify({
 let handle;
 const server = createServer((req, res) => {
   if (!handle) { res.statusCode = 503; res.end(); return; }
+  // Tests change a user's claims (their groups, say) as an administrator would at a real
+  // provider: PUT <issuer>/test-users/<login> with the user's claims as JSON.
+  const editing = req.method === 'PUT' && req.url.startsWith(`${mount}/test-users/`);
+  if (editing) {
+    const login = decodeURIComponent(req.url.slice(`${mount}/test-users/`.length));
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      try { users[login] = JSON.parse(body); res.statusCode = 204; } catch { res.statusCode = 400; }
+      res.end();
+    });
+    return;
+  }
   if (mount) {
     if (!req.url.startsWith(`${mount}/`)) { res.statusCode = 404; res.end(); return; }
     // oidc-provider reads its mount path from originalUrl.

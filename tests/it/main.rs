@@ -25,6 +25,8 @@ mod local_scaler;
 mod logs;
 mod metrics;
 mod openapi;
+mod provider_claims;
+mod refresh;
 mod replica;
 mod retention;
 mod scaler;

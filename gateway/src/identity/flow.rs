@@ -9,7 +9,8 @@ use axum::http::HeaderMap;
 use openidconnect::core::CoreResponseType;
 use openidconnect::{
     AuthenticationFlow, AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse as _,
-    PkceCodeChallenge, PkceCodeVerifier, RequestTokenError, Scope, TokenResponse as _,
+    PkceCodeChallenge, PkceCodeVerifier, RefreshToken, RequestTokenError, Scope,
+    TokenResponse as _,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -218,10 +219,14 @@ impl Tenants {
                     flow.tenant,
                     r.error()
                 )),
-                other => ApiError::ProviderUnavailable(format!(
-                    "tenant {}'s provider failed to exchange the code: {other}",
-                    flow.tenant
-                )),
+                other => {
+                    // The cause (an unparsable token response, a timeout) goes to the log.
+                    tracing::warn!(tenant = %flow.tenant, error = ?other, "a login's code exchange failed");
+                    ApiError::ProviderUnavailable(format!(
+                        "tenant {}'s provider failed to exchange the code: {other}",
+                        flow.tenant
+                    ))
+                }
             })?;
         let id_token = tokens.id_token().ok_or_else(|| {
             ApiError::LoginFailed(format!(
@@ -261,6 +266,84 @@ impl Tenants {
             claims,
             id_token,
             refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
+            expires_in: tokens.expires_in(),
+        })
+    }
+}
+
+/// What a provider's refresh grant gave: the person's claims as of now.
+#[derive(Debug)]
+pub struct Refreshed {
+    pub claims: IdClaims,
+    pub id_token: String,
+    /// The provider's new refresh token (most rotate them), else the one presented.
+    pub refresh_token: String,
+    pub expires_in: Option<Duration>,
+}
+
+impl Tenants {
+    /// Trades a refresh token at `provider` (its refresh grant) for fresh tokens, and reads
+    /// the person's claims and groups again from the new ID token, verified like a login's
+    /// (no nonce: a refresh has none).
+    pub async fn refresh(
+        &self,
+        provider: &Provider,
+        refresh_token: &str,
+    ) -> Result<Refreshed, ApiError> {
+        let tenant = &provider.settings.name;
+        let client = provider
+            .client()
+            .await
+            .map_err(|e| ApiError::ProviderUnavailable(e.to_string()))?;
+        let presented = RefreshToken::new(refresh_token.to_owned());
+        let tokens = client
+            .exchange_refresh_token(&presented)
+            .map_err(|_| {
+                ApiError::ProviderUnavailable(format!(
+                    "tenant {tenant}'s provider has no token endpoint"
+                ))
+            })?
+            .request_async(&provider.http())
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => {
+                    tracing::info!(%tenant, error = %r.error(), "a refresh was refused by the provider");
+                    ApiError::LoginFailed(format!(
+                        "tenant {tenant}'s provider refused the refresh token ({}): log in again",
+                        r.error()
+                    ))
+                }
+                other => ApiError::ProviderUnavailable(format!(
+                    "tenant {tenant}'s provider failed to refresh: {other}"
+                )),
+            })?;
+        let id_token = tokens.id_token().ok_or_else(|| {
+            ApiError::LoginFailed(format!(
+                "tenant {tenant}'s provider returned no ID token with the refresh, so the \
+                 person's claims cannot be renewed: log in again"
+            ))
+        })?;
+        match provider.verify(id_token, &|_: Option<&Nonce>| Ok(())).await {
+            Ok(()) => {}
+            Err(VerifyError::Provider(e)) => {
+                return Err(ApiError::ProviderUnavailable(e.to_string()));
+            }
+            Err(VerifyError::Claims(e)) => {
+                tracing::warn!(%tenant, error = %e, "refresh refused: the ID token does not verify");
+                return Err(ApiError::LoginFailed(format!(
+                    "the ID token from tenant {tenant}'s provider does not verify: {e}"
+                )));
+            }
+        }
+        let id_token = id_token.to_string();
+        let claims = IdClaims::from_verified_jwt(&id_token)
+            .ok_or_else(|| ApiError::LoginFailed("the ID token's claims cannot be read".into()))?;
+        Ok(Refreshed {
+            claims,
+            id_token,
+            refresh_token: tokens
+                .refresh_token()
+                .map_or_else(|| refresh_token.to_owned(), |t| t.secret().clone()),
             expires_in: tokens.expires_in(),
         })
     }

@@ -197,6 +197,11 @@ async fn repeated(
         )));
     }
     let job = JobView::from(first);
+    if job.state != JobState::Queued {
+        // It started, so the broker had it: a publish that looked unconfirmed was delivered.
+        // Its record says so now, rather than when the reconciler next looks.
+        state.confirmations.confirmed(job.id);
+    }
     if job.state.is_terminal() {
         return Ok(Answer::Finished {
             job,

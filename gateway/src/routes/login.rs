@@ -23,6 +23,7 @@ use crate::store;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(login))
+        .routes(routes!(refresh))
         .routes(routes!(callback))
         .routes(routes!(me))
 }
@@ -220,6 +221,150 @@ pub struct Issued {
     pub persona: Option<String>,
 }
 
+/// What a completed login or refresh is to give.
+struct Grant<'a> {
+    kind: &'static str,
+    /// Lifetime in seconds; 0 never expires.
+    seconds: i64,
+    label: Option<&'a str>,
+    persona: Option<&'a str>,
+}
+
+/// A login token lives as long as the provider's access token, or
+/// `identity.login_token_seconds` when the provider does not say.
+fn login_seconds(state: &AppState, provider_says: Option<std::time::Duration>) -> i64 {
+    provider_says
+        .map(|d| d.as_secs() as i64)
+        .filter(|s| *s > 0)
+        .unwrap_or(state.tenants.settings.login_token_seconds)
+}
+
+/// Maps the person the provider vouched for to their entity (the tenant's account rules,
+/// the subject bound on first sight) and issues `grant` with the claims and groups of now.
+async fn issue(
+    state: &AppState,
+    tenant: &crate::config::TenantSettings,
+    claims: &crate::identity::account::IdClaims,
+    grant: Grant<'_>,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+) -> Result<Issued, ApiError> {
+    let account = account::account(claims, tenant).map_err(|e| {
+        tracing::warn!(tenant = %tenant.name, reason = %e, "login refused");
+        ApiError::Forbidden(e.to_string())
+    })?;
+    let (entity, bound) =
+        store::entities::ensure_with_subject(&state.pool, &tenant.name, &account, &claims.subject)
+            .await?;
+    account::check_subject(bound.as_deref(), &claims.subject).map_err(|e| {
+        tracing::warn!(tenant = %tenant.name, entity = %entity, "login refused: the email is bound to another subject");
+        ApiError::Forbidden(e.to_string())
+    })?;
+    let persona = match grant.persona {
+        Some(source) => Some(store::entities::ensure_persona(&state.pool, entity, source).await?),
+        None => None,
+    };
+    let (secret, hash) = api_key::mint()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness for a key: {e}")))?;
+    let id = store::api_keys::issue(
+        &state.pool,
+        &store::api_keys::Issue {
+            entity,
+            kind: grant.kind,
+            hash: &hash,
+            seconds: grant.seconds,
+            label: grant.label,
+            persona,
+            claims: &claims.kept,
+            groups: &claims.groups,
+        },
+    )
+    .await?;
+    let admin = claims.is_admin(tenant);
+    tracing::info!(tenant = %tenant.name, entity = %entity, token = %id, kind = grant.kind, admin, "login completed");
+    Ok(Issued {
+        token_type: "Bearer".into(),
+        access_token: secret.expose_secret().to_owned(),
+        id,
+        kind: grant.kind.into(),
+        expires_in: grant.seconds,
+        refresh_token,
+        id_token,
+        tenant: tenant.name.clone(),
+        entity_id: entity,
+        account,
+        admin,
+        label: grant.label.map(str::to_owned),
+        persona: grant.persona.map(str::to_owned),
+    })
+}
+
+/// `POST /login/refresh`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The tenant that issued the refresh token; may be left out when only one is configured.
+    pub tenant: Option<String>,
+    /// The `refresh_token` a login (or the last refresh) answered.
+    pub refresh_token: String,
+}
+
+/// Refresh a login
+///
+/// Trades the provider's refresh token (from `/login` or the last refresh) at the tenant's
+/// provider for a new login token: the person's claims and groups are read again, so the
+/// admin standing is what the provider says now. The provider's new refresh token comes back
+/// (most providers accept each one once). No credential but the refresh token is needed.
+#[utoipa::path(post, path = "/login/refresh", tag = "identity", operation_id = "refresh_login", security(()),
+    request_body(content = RefreshRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A new login token, with the provider's new refresh and ID tokens", body = Issued),
+        (status = 400, description = "Not a refresh request, no tenant named while several are configured, or the provider refused the refresh token (log in again)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The identity is refused now (an unverified email, an email held by another subject)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant (the configured ones are never listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This client address made too many logins (`limits.per_client_per_second`): wait `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn refresh(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    body: Result<Json<RefreshRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    client.spend(&state)?;
+    let Json(request) = body.map_err(|e| ApiError::InvalidJson(e.body_text()))?;
+    if request.refresh_token.is_empty() || request.refresh_token.len() > 4096 {
+        return Err(ApiError::BadRequest(
+            "refresh_token must be the refresh token a login answered (1 to 4096 characters)"
+                .into(),
+        ));
+    }
+    let provider = state.tenants.pick(request.tenant.as_deref())?;
+    let refreshed = state
+        .tenants
+        .refresh(provider, &request.refresh_token)
+        .await?;
+    let grant = Grant {
+        kind: "login",
+        seconds: login_seconds(&state, refreshed.expires_in),
+        label: None,
+        persona: None,
+    };
+    let issued = issue(
+        &state,
+        &provider.settings,
+        &refreshed.claims,
+        grant,
+        Some(refreshed.id_token),
+        Some(refreshed.refresh_token),
+    )
+    .await?;
+    let mut response = Json(issued).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
 /// Finish a login
 ///
 /// The redirect target of every tenant's provider: checks the state (single use, from the
@@ -255,67 +400,27 @@ async fn callback(
         .get(&flow.tenant)
         .ok_or_else(|| ApiError::LoginFailed(format!("tenant {} is gone", flow.tenant)))?
         .settings;
-    let claims = &finished.claims;
-    let account = account::account(claims, tenant).map_err(|e| {
-        tracing::warn!(tenant = %tenant.name, reason = %e, "login refused");
-        ApiError::Forbidden(e.to_string())
-    })?;
-    let (entity, bound) =
-        store::entities::ensure_with_subject(&state.pool, &tenant.name, &account, &claims.subject)
-            .await?;
-    account::check_subject(bound.as_deref(), &claims.subject).map_err(|e| {
-        tracing::warn!(tenant = %tenant.name, entity = %entity, "login refused: the email is bound to another subject");
-        ApiError::Forbidden(e.to_string())
-    })?;
-    let persona = match &flow.persona {
-        Some(source) => Some(store::entities::ensure_persona(&state.pool, entity, source).await?),
-        None => None,
-    };
     let api_key = flow.purpose == "api_key";
-    let kind = if api_key { "api_key" } else { "login" };
-    let seconds = if api_key {
-        flow.key_seconds
-            .unwrap_or(state.tenants.settings.default_key_seconds)
-    } else {
-        finished
-            .expires_in
-            .map(|d| d.as_secs() as i64)
-            .filter(|s| *s > 0)
-            .unwrap_or(state.tenants.settings.login_token_seconds)
-    };
-    let (secret, hash) = api_key::mint()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness for a key: {e}")))?;
-    let id = store::api_keys::issue(
-        &state.pool,
-        &store::api_keys::Issue {
-            entity,
-            kind,
-            hash: &hash,
-            seconds,
-            label: flow.label.as_deref(),
-            persona,
-            claims: &claims.kept,
-            groups: &claims.groups,
+    let grant = Grant {
+        kind: if api_key { "api_key" } else { "login" },
+        seconds: if api_key {
+            flow.key_seconds
+                .unwrap_or(state.tenants.settings.default_key_seconds)
+        } else {
+            login_seconds(&state, finished.expires_in)
         },
+        label: flow.label.as_deref(),
+        persona: flow.persona.as_deref(),
+    };
+    let issued = issue(
+        &state,
+        tenant,
+        &finished.claims,
+        grant,
+        (!api_key).then(|| finished.id_token.clone()),
+        finished.refresh_token.clone(),
     )
     .await?;
-    let admin = claims.is_admin(tenant);
-    tracing::info!(tenant = %tenant.name, entity = %entity, token = %id, kind, admin, "login completed");
-    let issued = Issued {
-        token_type: "Bearer".into(),
-        access_token: secret.expose_secret().to_owned(),
-        id,
-        kind: kind.into(),
-        expires_in: seconds,
-        refresh_token: finished.refresh_token.clone(),
-        id_token: (!api_key).then(|| finished.id_token.clone()),
-        tenant: tenant.name.clone(),
-        entity_id: entity,
-        account,
-        admin,
-        label: flow.label.clone(),
-        persona: flow.persona.clone(),
-    };
     let mut response = if flow.purpose == "console" {
         crate::routes::console::handoff(&issued)
     } else {

@@ -471,6 +471,71 @@ impl TestApp {
         .await;
     }
 
+    /// Records a job of `dev@localhost` (the development key's entity) as a gateway does,
+    /// without publishing it; with `due_in`, also as unconfirmed and due that many seconds
+    /// from now: what a gateway killed between its INSERT and its confirm leaves behind.
+    pub async fn record_job(
+        &self,
+        function: &str,
+        input: &Value,
+        due_in: Option<f64>,
+    ) -> uuid::Uuid {
+        let pool = &self.db.pool;
+        let entity = surge_gateway::store::entities::ensure(pool, "dev", "dev@localhost")
+            .await
+            .expect("entity");
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO job (id, owner_id, function, event_source, event_id, input)
+             VALUES ($1, $2, $3, '/surge/gateway', $1::text, $4)",
+        )
+        .bind(id)
+        .bind(entity)
+        .bind(function)
+        .bind(input)
+        .execute(pool)
+        .await
+        .expect("record a job");
+        if let Some(due_in) = due_in {
+            sqlx::query(
+                "INSERT INTO job_unconfirmed (job_id, due_at)
+                 VALUES ($1, now() + make_interval(secs => $2))",
+            )
+            .bind(id)
+            .bind(due_in)
+            .execute(pool)
+            .await
+            .expect("record it unconfirmed");
+        }
+        id
+    }
+
+    /// The sum of the in-process gateway's samples of `name` whose labels include every one
+    /// of `labels` (0 when there is none).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The job's state as recorded.
     pub async fn job_state(&self, id: impl std::fmt::Display) -> Option<String> {
         sqlx::query_scalar::<_, String>("SELECT state::text FROM job WHERE id = $1::uuid")

@@ -16,22 +16,7 @@ use crate::ws::{connect_to, next_json, subscribe};
 
 /// Records a job as a gateway does (owned by `dev`), without publishing it.
 async fn recorded(app: &TestApp, function: &str, input: &Value) -> uuid::Uuid {
-    let entity = surge_gateway::store::entities::ensure(&app.db.pool, "dev", "dev@localhost")
-        .await
-        .unwrap();
-    let id = uuid::Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO job (id, owner_id, function, event_source, event_id, input)
-         VALUES ($1, $2, $3, '/surge/gateway', $1::text, $4)",
-    )
-    .bind(id)
-    .bind(entity)
-    .bind(function)
-    .bind(input)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
-    id
+    app.record_job(function, input, None).await
 }
 
 /// Publishes, as anyone holding publish rights could, an event claiming to be a gateway's

@@ -21,8 +21,7 @@ async fn with_lease(lease_ms: u64) -> TestApp {
     .await
 }
 
-/// Records a job as a gateway does, and as unconfirmed and due now, without publishing it:
-/// what a gateway killed between its INSERT and its confirm leaves behind.
+/// A job a gateway recorded and never published, due now.
 async fn stranded(app: &TestApp, function: &str, input: &Value) -> String {
     stranded_due(app, function, input, 0.0).await
 }
@@ -30,51 +29,15 @@ async fn stranded(app: &TestApp, function: &str, input: &Value) -> String {
 /// As [`stranded`], due `due_in` seconds from now, so that a test can change the job before
 /// the reconciler may see it.
 async fn stranded_due(app: &TestApp, function: &str, input: &Value, due_in: f64) -> String {
-    let entity = surge_gateway::store::entities::ensure(&app.db.pool, "dev", "dev@localhost")
+    app.record_job(function, input, Some(due_in))
         .await
-        .unwrap();
-    let id = uuid::Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO job (id, owner_id, function, event_source, event_id, input)
-         VALUES ($1, $2, $3, '/surge/gateway', $1::text, $4)",
-    )
-    .bind(id)
-    .bind(entity)
-    .bind(function)
-    .bind(input)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO job_unconfirmed (job_id, due_at)
-         VALUES ($1, now() + make_interval(secs => $2))",
-    )
-    .bind(id)
-    .bind(due_in)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
-    id.to_string()
+        .to_string()
 }
 
 /// `surge_jobs_republished_total` of the in-process gateway, by outcome.
 async fn republished(app: &TestApp, outcome: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("surge_jobs_republished_total{")
-                && l.contains(&format!("outcome=\"{outcome}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    app.metric("surge_jobs_republished_total", &[("outcome", outcome)])
+        .await as u64
 }
 
 #[tokio::test]

@@ -87,20 +87,9 @@ async fn a_store_that_does_not_answer_lets_requests_through_and_says_so() {
             StatusCode::OK
         );
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let failures: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("surge_rate_limit_store_failures_total "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let failures = app
+        .metric("surge_rate_limit_store_failures_total", &[])
+        .await;
     assert!(failures >= 3.0, "{failures}");
 }
 

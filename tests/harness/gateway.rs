@@ -263,6 +263,17 @@ impl TestApp {
         TestAppBuilder::default().spawn().await
     }
 
+    /// With the two real OpenID providers as tenants `a` and `b` (see
+    /// [`TestAppBuilder::identity`]).
+    pub async fn spawn_with_identity() -> Self {
+        TestAppBuilder {
+            identity: true,
+            ..Default::default()
+        }
+        .spawn()
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

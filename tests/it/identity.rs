@@ -16,12 +16,7 @@ use surge_tests::{
 use url::Url;
 
 async fn identity_app() -> TestApp {
-    TestAppBuilder {
-        identity: true,
-        ..Default::default()
-    }
-    .spawn()
-    .await
+    TestApp::spawn_with_identity().await
 }
 
 fn param(url: &Url, name: &str) -> String {

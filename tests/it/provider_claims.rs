@@ -3,16 +3,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 use surge_gateway::routes::login::Me;
-use surge_tests::TestAppBuilder;
+use surge_tests::TestApp;
 
 #[tokio::test]
 async fn an_email_verified_sent_as_the_string_true_is_accepted() {
-    let app = TestAppBuilder {
-        identity: true,
-        ..Default::default()
-    }
-    .spawn()
-    .await;
+    let app = TestApp::spawn_with_identity().await;
     // Some providers send booleans as strings.
     app.idps[0]
         .set_user(

@@ -4,15 +4,10 @@
 use reqwest::StatusCode;
 use serde_json::json;
 use surge_gateway::routes::login::{Issued, Me, RefreshRequest};
-use surge_tests::{TestApp, TestAppBuilder};
+use surge_tests::TestApp;
 
 async fn identity_app() -> TestApp {
-    TestAppBuilder {
-        identity: true,
-        ..Default::default()
-    }
-    .spawn()
-    .await
+    TestApp::spawn_with_identity().await
 }
 
 fn refresh(token: &str) -> RefreshRequest {
@@ -77,4 +72,15 @@ async fn a_refresh_token_the_provider_does_not_know_is_refused() {
     assert_eq!(problem.kind, "urn:surge:problem:login-failed");
     assert!(problem.detail.unwrap().contains("log in again"));
     assert_eq!(app.count("auth").await, 0, "no token issued");
+}
+
+#[tokio::test]
+async fn a_refresh_body_over_the_limit_is_413_naming_it() {
+    let app = TestApp::spawn().await;
+    let oversize = json!({"refresh_token": "x".repeat(128 * 1024)});
+    let problem = app
+        .anonymous()
+        .post_problem("/login/refresh", &oversize, StatusCode::PAYLOAD_TOO_LARGE)
+        .await;
+    assert_eq!(problem.kind, "urn:surge:problem:payload-too-large");
 }

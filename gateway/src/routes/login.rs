@@ -322,6 +322,7 @@ pub struct RefreshRequest {
         (status = 400, description = "Not a refresh request, no tenant named while several are configured, or the provider refused the refresh token (log in again)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The identity is refused now (an unverified email, an email held by another subject)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant (the configured ones are never listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the gateway accepts", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "This client address made too many logins (`limits.per_client_per_second`): wait `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's provider cannot be reached", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -331,7 +332,8 @@ async fn refresh(
     body: Result<Json<RefreshRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     client.spend(&state)?;
-    let Json(request) = body.map_err(|e| ApiError::InvalidJson(e.body_text()))?;
+    let Json(request) =
+        body.map_err(|e| super::request::json_error(&e, state.http.body_limit_bytes))?;
     if request.refresh_token.is_empty() || request.refresh_token.len() > 4096 {
         return Err(ApiError::BadRequest(
             "refresh_token must be the refresh token a login answered (1 to 4096 characters)"

@@ -1,7 +1,7 @@
-//! Parts of a request several routes read the same way: the body against the size limit,
-//! and `Idempotency-Key`.
+//! Parts of a request several routes read the same way: the body (raw or JSON) against the
+//! size limit, and `Idempotency-Key`.
 
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::{HeaderMap, StatusCode};
 
 use crate::error::ApiError;
@@ -13,6 +13,15 @@ pub fn body_error(e: &BytesRejection, limit: usize) -> ApiError {
     } else {
         ApiError::BadRequest(format!("the body could not be read: {}", e.body_text()))
     }
+}
+
+/// A JSON body that could not be taken: too large (`413`, naming the limit) or not the
+/// expected document (`400 invalid-json`, saying why).
+pub fn json_error(e: &JsonRejection, limit: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::PayloadTooLarge(limit);
+    }
+    ApiError::InvalidJson(e.body_text())
 }
 
 /// `Idempotency-Key`: 1 to 255 visible ASCII characters.

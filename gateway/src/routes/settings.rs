@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::answer;
-use super::request::idempotency_key;
+use super::request::{idempotency_key, json_error};
 use crate::auth::{Caller, Operator};
 use crate::error::ApiError;
 use crate::jobs::{self, Answer, Repeat, Submission, Wait};
@@ -151,7 +151,7 @@ async fn create(
     headers: HeaderMap,
     body: Result<Json<NewSetting>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| json_error(e, state.http.body_limit_bytes))?;
+    let Json(body) = body.map_err(|e| json_error(&e, state.http.body_limit_bytes))?;
     check(&body.name, Some(&body.value))?;
     let change = Change::Create {
         name: body.name,
@@ -200,7 +200,7 @@ async fn replace(
     body: Result<Json<SettingValue>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let if_version = if_match(&headers)?;
-    let Json(body) = body.map_err(|e| json_error(e, state.http.body_limit_bytes))?;
+    let Json(body) = body.map_err(|e| json_error(&e, state.http.body_limit_bytes))?;
     check(&name, Some(&body.value))?;
     let change = Change::Update {
         name,
@@ -354,13 +354,6 @@ fn with_etag(status: StatusCode, view: SettingView) -> Response {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
-}
-
-fn json_error(e: JsonRejection, limit: usize) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::PayloadTooLarge(limit);
-    }
-    ApiError::InvalidJson(e.body_text())
 }
 
 #[cfg(test)]

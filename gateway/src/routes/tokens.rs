@@ -146,6 +146,7 @@ pub struct UpdatedKey {
         (status = 400, description = "Not a key update, or nothing to change", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Rotating a key that outlives the presented credential", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No active key of the caller's with that id", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the gateway accepts", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A lifetime longer than the key's present one or past `identity.max_key_seconds` (`invalid-lifetime`)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update(
@@ -153,7 +154,8 @@ async fn update(
     caller: Caller,
     body: Result<Json<KeyUpdate>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<UpdatedKey>, ApiError> {
-    let Json(update) = body.map_err(|e| ApiError::InvalidJson(e.body_text()))?;
+    let Json(update) =
+        body.map_err(|e| super::request::json_error(&e, state.http.body_limit_bytes))?;
     if update.seconds.is_none() && !update.rotate {
         return Err(ApiError::BadRequest(
             "say what to change: \"rotate\": true and/or \"seconds\": <lifetime from now, 0 = never expires>".into(),

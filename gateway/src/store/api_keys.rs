@@ -25,7 +25,8 @@ impl KeyRecord {
     /// Active and not past its lifetime at `now`.
     pub fn valid_at(&self, now: DateTime<Utc>) -> bool {
         self.active
-            && (self.seconds == 0 || now < self.granted + chrono::Duration::seconds(self.seconds))
+            && crate::auth::key_policy::expiry(self.granted, self.seconds)
+                .is_none_or(|expires| now < expires)
     }
 }
 

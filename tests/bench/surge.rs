@@ -186,15 +186,10 @@ impl SurgeBench {
             .await;
     }
 
-    pub async fn stop(mut self) {
-        self.echo.sigterm();
-        self.gateway.sigterm();
-        let _ = self.echo.wait(Duration::from_secs(30)).await;
-        let _ = self.gateway.wait(Duration::from_secs(30)).await;
-        BrokerProbe::connect()
-            .await
-            .delete_topology(&self.prefix, &["echo"])
-            .await;
-        TestDatabase::drop_blocking(&self.db.name);
+    /// Stops everything and drops the database.
+    pub async fn stop(self) {
+        let database = self.db.name.clone();
+        self.stop_keeping_database().await;
+        TestDatabase::drop_blocking(&database);
     }
 }

@@ -185,6 +185,9 @@ pub mod ext {
     pub const TENANT: &str = "surgetenant";
     /// The owner's entity id, stamped by the gateway; never taken from a client.
     pub const ENTITY: &str = "surgeentity";
+    /// The persona (source profile: `pc`, `mobile`, `api`…) of the credential the job was
+    /// submitted with, stamped by the gateway; the runtime reads it from the job's record.
+    pub const PERSONA: &str = "surgepersona";
     /// On completions: the job's final state (`succeeded`, `failed`, `dead`).
     pub const STATE: &str = "surgestate";
     /// The reply queue of a waiting caller, for transports that drop AMQP's `reply_to`

@@ -5,7 +5,7 @@
 //! On the wire (DESIGN.md "Event on the wire"): a CloudEvent in binary mode with `id`,
 //! `source`, `type = dev.surge.fn.<function>`, `subject` and `time`, the input as JSON data,
 //! the W3C trace context as extensions, the owner the gateway stamped (`surgetenant`,
-//! `surgeentity`) and, when a caller waits, `surgereplyto` beside AMQP's `reply_to`. AMQP
+//! `surgeentity`, and `surgepersona` when the owner's credential has a persona) and, when a caller waits, `surgereplyto` beside AMQP's `reply_to`. AMQP
 //! `message_id` and `correlation_id` carry the job id when it is known.
 
 use std::collections::HashMap;
@@ -43,6 +43,8 @@ pub struct JobRequest {
     /// The function's input (the event's JSON data; no data is `null`).
     pub input: Value,
     pub owner: Option<Owner>,
+    /// The persona of the owner's credential, when it has one.
+    pub persona: Option<String>,
     /// `traceparent` and `tracestate`, when the publisher was traced.
     pub trace: HashMap<String, String>,
     /// The reply queue of a waiting caller (AMQP `reply_to`, or the `surgereplyto` extension
@@ -75,6 +77,7 @@ impl JobRequest {
             time: None,
             input,
             owner: None,
+            persona: None,
             trace: HashMap::new(),
             reply_to: None,
         }
@@ -102,6 +105,9 @@ impl JobRequest {
             builder = builder
                 .extension(ext::TENANT, owner.tenant.as_str())
                 .extension(ext::ENTITY, owner.entity.to_string());
+        }
+        if let Some(persona) = &self.persona {
+            builder = builder.extension(ext::PERSONA, persona.as_str());
         }
         for (name, value) in &self.trace {
             builder = builder.extension(name, value.as_str());
@@ -154,6 +160,7 @@ impl JobRequest {
             time: event.time().copied(),
             input,
             owner,
+            persona: text(ext::PERSONA),
             trace,
             reply_to: text(ext::REPLY_TO),
         })
@@ -202,6 +209,7 @@ mod tests {
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
         );
         request.reply_to = Some("t-surge.reply.abc".into());
+        request.persona = Some("mobile".into());
         request
     }
 
@@ -250,7 +258,7 @@ mod tests {
             ("/shop/orders", "order-17")
         );
         assert_eq!(request.job_id, None);
-        assert_eq!(request.owner, None);
+        assert_eq!((&request.owner, &request.persona), (&None, &None));
         assert_eq!(request.input, json!({"ms": 1}));
         assert!(!request.from_gateway());
     }

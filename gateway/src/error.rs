@@ -48,6 +48,9 @@ pub enum ApiError {
     PreconditionRequired(String),
     #[error("{0}")]
     InvalidSetting(String),
+    /// The request contradicts what is stored (a limit reached).
+    #[error("{0}")]
+    Conflict(String),
     /// A function's own problem document (the `settings` function's 409, 412, 422), answered
     /// with its status as it is.
     #[error("{}", .0.detail.as_deref().unwrap_or(&.0.title))]
@@ -129,6 +132,7 @@ impl ApiError {
                 types::INVALID_SETTING,
                 "Invalid setting",
             ),
+            Self::Conflict(_) => (StatusCode::CONFLICT, types::CONFLICT, "Conflict"),
             Self::PreconditionRequired(_) => (
                 StatusCode::PRECONDITION_REQUIRED,
                 types::PRECONDITION_REQUIRED,

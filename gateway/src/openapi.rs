@@ -200,6 +200,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 27, "every route is documented");
+        assert_eq!(operations, 30, "every route is documented");
     }
 }

@@ -388,6 +388,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::events::router())
         .merge(routes::settings::router())
         .merge(routes::tokens::router())
+        .merge(routes::personas::router())
         .merge(routes::login::router())
         .merge(crate::ws::router())
         .merge(routes::dead_jobs::router())

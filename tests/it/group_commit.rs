@@ -21,6 +21,7 @@ fn new_job(owner: uuid::Uuid, key: Option<&str>, input: &str) -> NewJob {
         idempotency_key: key.map(str::to_owned),
         input: input.into(),
         trace_parent: None,
+        persona: None,
     }
 }
 

@@ -25,6 +25,7 @@ mod local_scaler;
 mod logs;
 mod metrics;
 mod openapi;
+mod personas;
 mod provider_claims;
 mod refresh;
 mod replica;

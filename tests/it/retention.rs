@@ -272,6 +272,7 @@ async fn duplicates_on_both_sides_of_a_partition_boundary_are_still_duplicates()
         idempotency_key: Some("across".into()),
         input: input.into(),
         trace_parent: None,
+        persona: None,
     };
     let lease = Duration::from_secs(30);
     let first = surge_gateway::store::jobs::insert_one(pool, &new_job(later, "1"), lease)

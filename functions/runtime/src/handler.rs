@@ -32,6 +32,7 @@ pub struct JobContext<'a> {
     pub(crate) job_id: JobId,
     pub(crate) attempt: i32,
     pub(crate) owner: Option<uuid::Uuid>,
+    pub(crate) persona: Option<String>,
     pub(crate) pool: &'a PgPool,
     /// Begun by the first `db()`.
     pub(crate) tx: Option<Transaction<'static, Postgres>>,
@@ -51,12 +52,14 @@ impl<'a> JobContext<'a> {
         job_id: JobId,
         attempt: i32,
         owner: Option<uuid::Uuid>,
+        persona: Option<String>,
         pool: &'a PgPool,
     ) -> Self {
         Self {
             job_id,
             attempt,
             owner,
+            persona,
             pool,
             tx: None,
             interrupted: None,
@@ -76,6 +79,13 @@ impl<'a> JobContext<'a> {
     /// by a client); `None` for a job a trusted producer published straight to the broker.
     pub fn owner(&self) -> Option<uuid::Uuid> {
         self.owner
+    }
+
+    /// The persona (`pc`, `mobile`, `api`…) of the credential the owner submitted the job
+    /// with, from the job's record; `None` without one. Its profile is the owner's
+    /// `entity_persona` row of that `source`.
+    pub fn persona(&self) -> Option<&str> {
+        self.persona.as_deref()
     }
 
     /// The job's transaction: writes here commit with the job's result, or not at all. The

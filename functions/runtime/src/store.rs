@@ -26,6 +26,8 @@ pub struct JobRecord {
     /// The input as the job was recorded: what the handler runs on, whatever the delivery
     /// carried (a message on the broker is not trusted to say what the owner asked).
     pub input: Option<Value>,
+    /// The persona of the credential its owner submitted it with.
+    pub persona: Option<String>,
 }
 
 /// The identity of a delivery's job on the bus: its event's `source` and `id`.
@@ -108,7 +110,7 @@ async fn record_produced(
             INSERT INTO job_open (job_id) SELECT id FROM inserted
         )
         SELECT id AS "id!: JobId", state AS "state!: JobState", attempts AS "attempts!", result,
-               error, finished_at, owner_id, NULL::text AS tenant, input
+               error, finished_at, owner_id, NULL::text AS tenant, input, NULL::text AS persona
         FROM inserted
         "#,
         JobId::new().0,
@@ -148,7 +150,7 @@ pub async fn claim_group(
         RETURNING job.id AS "id: JobId", job.state AS "state: JobState", job.attempts,
                   job.result, job.error, job.finished_at, job.owner_id,
                   (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant,
-                  job.input
+                  job.input, job.persona
         "#,
         &ids,
         function,
@@ -293,7 +295,7 @@ pub async fn load(pool: &PgPool, id: JobId) -> Result<JobRecord, sqlx::Error> {
         r#"
         SELECT id AS "id: JobId", state AS "state: JobState", attempts, result, error, finished_at,
                owner_id, (SELECT tenant FROM entity WHERE entity.id = job.owner_id) AS tenant,
-               input
+               input, persona
         FROM job WHERE id = $1
         "#,
         id.0,

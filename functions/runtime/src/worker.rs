@@ -223,7 +223,13 @@ impl<F: Function> Worker<F> {
                 return self.finish_with(job, JobState::Failed, problem).await;
             }
         };
-        let mut ctx = JobContext::new(job.id, job.attempts, job.owner_id, &self.pool);
+        let mut ctx = JobContext::new(
+            job.id,
+            job.attempts,
+            job.owner_id,
+            job.persona.clone(),
+            &self.pool,
+        );
         let handler = tracing::info_span!(
             "handler",
             otel.name = %format!("handle {}", self.name),

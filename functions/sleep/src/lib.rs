@@ -46,6 +46,9 @@ pub enum FailureKind {
 pub struct SleepOutput {
     pub slept_ms: u64,
     pub attempt: i32,
+    /// The persona the job was submitted with, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persona: Option<String>,
 }
 
 const MAX_SLEEP_MS: u64 = 600_000;
@@ -104,6 +107,7 @@ impl Function for Sleep {
         Ok(SleepOutput {
             slept_ms: input.ms,
             attempt: ctx.attempt(),
+            persona: ctx.persona().map(str::to_owned),
         })
     }
 }

@@ -22,6 +22,7 @@ impl DevKey {
                 key_id: None,
                 expires_at: None,
                 admin,
+                persona: None,
             },
         }
     }

@@ -47,6 +47,8 @@ pub struct Caller {
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Member of the tenant's admin group (as of the login that issued the credential).
     pub admin: bool,
+    /// The persona (source profile) the presented Surge token was issued for.
+    pub persona: Option<String>,
 }
 
 /// A Surge token as the authenticator keeps it: the record and whether it makes an admin.
@@ -140,6 +142,7 @@ impl Authenticator {
                 key_id: Some(key.record.id),
                 expires_at: key_policy::expiry(key.record.granted, key.record.seconds),
                 admin: key.admin,
+                persona: key.record.persona.clone(),
             }),
             Some(_) => Err(ApiError::Unauthorized(EXPIRED)),
             None => Err(ApiError::Unauthorized("the API key is not valid")),
@@ -230,6 +233,7 @@ impl Authenticator {
             // A verified token always has one; without it, it may rotate nothing.
             expires_at: Some(claims.expires_at.unwrap_or_else(chrono::Utc::now)),
             admin: claims.is_admin(tenant),
+            persona: None,
         })
     }
 }

@@ -109,6 +109,7 @@ pub async fn submit(
             .map_err(|e| ApiError::Internal(e.into()))?
             .into(),
         trace_parent: trace.get("traceparent").cloned(),
+        persona: caller.persona.clone(),
     };
     // Twice at most: a key whose job is gone is freed once, then the job is new.
     let mut tries = 0;
@@ -144,6 +145,7 @@ pub async fn submit(
             tenant: caller.tenant.clone(),
             entity: caller.entity_id,
         }),
+        persona: caller.persona.clone(),
         trace,
         reply_to: waiter.as_ref().map(|_| state.bus.reply_queue().to_owned()),
         ..JobRequest::accepted(id, function.clone(), input)
@@ -220,6 +222,7 @@ async fn repeated(
             tenant: caller.tenant.clone(),
             entity: caller.entity_id,
         }),
+        persona: caller.persona.clone(),
         trace: trace_context(&tracing::Span::current()),
         reply_to: waiter.as_ref().map(|_| state.bus.reply_queue().to_owned()),
         ..JobRequest::accepted(job.id, function.clone(), input)

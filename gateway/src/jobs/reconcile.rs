@@ -191,6 +191,7 @@ fn request_of(job: DueJob) -> Option<(FunctionName, JobRequest)> {
             .tenant
             .zip(job.owner_id)
             .map(|(tenant, entity)| Owner { tenant, entity }),
+        persona: job.persona,
         trace,
         reply_to: None,
     };

@@ -42,6 +42,7 @@ pub async fn replay(
             .tenant
             .zip(job.owner_id)
             .map(|(tenant, entity)| Owner { tenant, entity }),
+        persona: job.persona,
         trace: trace_context(&tracing::Span::current()),
         reply_to: None,
     };

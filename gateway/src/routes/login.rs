@@ -85,17 +85,8 @@ impl TokenQuery {
                 "label is longer than 100 characters".into(),
             ));
         }
-        if let Some(p) = &self.persona
-            && (p.is_empty()
-                || p.len() > 32
-                || !p.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                }))
-        {
-            return Err(ApiError::BadRequest(
-                "persona must be 1-32 lowercase letters, digits, '-' or '_' (pc, mobile, api…)"
-                    .into(),
-            ));
+        if let Some(p) = &self.persona {
+            super::personas::check_name(p)?;
         }
         Ok((
             self.tenant,
@@ -261,7 +252,11 @@ async fn issue(
         ApiError::Forbidden(e.to_string())
     })?;
     let persona = match grant.persona {
-        Some(source) => Some(store::entities::ensure_persona(&state.pool, entity, source).await?),
+        Some(source) => Some(
+            store::personas::ensure(&state.pool, entity, source)
+                .await?
+                .ok_or_else(|| super::personas::full(source))?,
+        ),
         None => None,
     };
     let (secret, hash) = api_key::mint()
@@ -449,18 +444,25 @@ pub struct Me {
     pub tenant: String,
     pub admin: bool,
     pub key_id: Option<Uuid>,
+    /// The persona the presented key was issued for, with its profile.
+    pub persona: Option<store::personas::Persona>,
 }
 
 /// Who am I
 ///
-/// The caller's entity, tenant and role, and the key it called with.
+/// The caller's entity, tenant and role, the key it called with, and that key's persona.
 #[utoipa::path(get, path = "/me", tag = "identity", operation_id = "me",
     responses((status = 200, description = "The caller", body = Me)))]
-async fn me(caller: Caller) -> Json<Me> {
-    Json(Me {
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
+    let persona = match &caller.persona {
+        Some(source) => store::personas::get(&state.pool, caller.entity_id, source).await?,
+        None => None,
+    };
+    Ok(Json(Me {
         entity_id: caller.entity_id,
         tenant: caller.tenant,
         admin: caller.admin,
         key_id: caller.key_id,
-    })
+        persona,
+    }))
 }

@@ -18,6 +18,8 @@ pub mod login;
 pub mod overview;
 /// Keyset pages: limits and cursors.
 mod paging;
+/// `GET /personas`, `GET·PUT /personas/{source}`: the caller's per-source profiles.
+pub mod personas;
 /// The `Prefer` header.
 mod prefer;
 /// Request parts several routes read alike: the body limit, `Idempotency-Key`.

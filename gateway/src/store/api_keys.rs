@@ -19,6 +19,8 @@ pub struct KeyRecord {
     pub active: bool,
     /// The groups of the login that issued it (admin comes from the tenant's admin group).
     pub groups: Vec<String>,
+    /// The persona (source) it was issued for.
+    pub persona: Option<String>,
 }
 
 impl KeyRecord {
@@ -188,8 +190,10 @@ pub async fn find_api_key(pool: &PgPool, hash: &KeyHash) -> Result<Option<KeyRec
         KeyRecord,
         r#"
         SELECT a.id, a.entity_id, e.tenant, a.granted, a.seconds, a.state = 'active' AS "active!",
-               ARRAY(SELECT g.name FROM auth_groups g WHERE g.auth_id = a.id) AS "groups!"
+               ARRAY(SELECT g.name FROM auth_groups g WHERE g.auth_id = a.id) AS "groups!",
+               p.source AS "persona?"
         FROM auth a JOIN entity e ON e.id = a.entity_id
+        LEFT JOIN entity_persona p ON p.id = a.persona_id
         WHERE a.token_hash = $1
         "#,
         &hash.0[..],

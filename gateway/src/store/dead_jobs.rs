@@ -131,6 +131,7 @@ pub struct Revived {
     pub event_source: String,
     pub event_id: String,
     pub input: Option<Value>,
+    pub persona: Option<String>,
 }
 
 /// Takes a dead job off the list and makes it `queued` with its attempts reset (the runtime
@@ -165,12 +166,12 @@ pub async fn revive(
             FROM listed
             WHERE job.id = listed.job_id AND job.state = 'dead'
             RETURNING job.id, job.owner_id, listed.tenant, job.event_source, job.event_id,
-                      job.input
+                      job.input, job.persona
         ), open AS (
             INSERT INTO job_open (job_id) SELECT id FROM revived ON CONFLICT DO NOTHING
         )
         SELECT id AS "id!: JobId", owner_id, tenant AS "tenant?", event_source AS "event_source!",
-               event_id AS "event_id!", input
+               event_id AS "event_id!", input, persona
         FROM revived
         "#,
         viewer.tenant,

@@ -45,24 +45,3 @@ pub async fn ensure_with_subject(
     .await?;
     Ok((row.id, row.subject))
 }
-
-/// The persona `source` of `entity`, created on first use.
-pub async fn ensure_persona(
-    pool: &PgPool,
-    entity: Uuid,
-    source: &str,
-) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"
-        INSERT INTO entity_persona (id, entity_id, source) VALUES ($1, $2, $3)
-        ON CONFLICT ON CONSTRAINT entity_persona_entity_source_key
-        DO UPDATE SET source = EXCLUDED.source
-        RETURNING id
-        "#,
-        Uuid::now_v7(),
-        entity,
-        source,
-    )
-    .fetch_one(pool)
-    .await
-}

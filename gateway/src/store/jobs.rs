@@ -33,6 +33,8 @@ pub struct NewJob {
     /// The input as JSON text (serialized once, shared: a retry does not copy it).
     pub input: std::sync::Arc<str>,
     pub trace_parent: Option<String>,
+    /// The persona of the credential it was submitted with.
+    pub persona: Option<String>,
 }
 
 /// Records a group of new jobs — with their idempotency keys, as open, and as not confirmed
@@ -51,11 +53,13 @@ pub async fn insert_group(
     let keys: Vec<Option<String>> = jobs.iter().map(|j| j.idempotency_key.clone()).collect();
     let inputs: Vec<&str> = jobs.iter().map(|j| &*j.input).collect();
     let traces: Vec<Option<String>> = jobs.iter().map(|j| j.trace_parent.clone()).collect();
+    let personas: Vec<Option<String>> = jobs.iter().map(|j| j.persona.clone()).collect();
     let rows = sqlx::query!(
         r#"
         WITH input AS (
-            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
-                AS t(id, owner_id, function, idempotency_key, input, trace_parent)
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                 $9::text[])
+                AS t(id, owner_id, function, idempotency_key, input, trace_parent, persona)
         ), keyed AS (
             -- A key's first use claims it; a repeat (also within the group) does not.
             INSERT INTO job_idempotency (owner_id, key, job_id)
@@ -64,8 +68,9 @@ pub async fn insert_group(
             RETURNING job_id
         ), inserted AS (
             INSERT INTO job (id, owner_id, function, idempotency_key, event_source, event_id,
-                             input, trace_parent)
-            SELECT id, owner_id, function, idempotency_key, $7, id::text, input::jsonb, trace_parent
+                             input, trace_parent, persona)
+            SELECT id, owner_id, function, idempotency_key, $7, id::text, input::jsonb, trace_parent,
+                   persona
             FROM input
             WHERE idempotency_key IS NULL OR id IN (SELECT job_id FROM keyed)
             RETURNING id, created_at
@@ -85,6 +90,7 @@ pub async fn insert_group(
         &traces as &[Option<String>],
         surge_contract::job::GATEWAY_SOURCE,
         lease.as_secs_f64(),
+        &personas as &[Option<String>],
     )
     .fetch_all(pool)
     .await?;

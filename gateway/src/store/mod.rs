@@ -8,6 +8,7 @@ pub mod flows;
 pub mod jobs;
 pub mod overview;
 pub mod partitions;
+pub mod personas;
 pub mod retention;
 pub mod settings;
 pub mod unconfirmed;

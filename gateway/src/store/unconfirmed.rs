@@ -23,6 +23,7 @@ pub struct DueJob {
     pub event_source: Option<String>,
     pub event_id: Option<String>,
     pub input: Option<Value>,
+    pub persona: Option<String>,
     pub trace_parent: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -76,7 +77,7 @@ pub async fn take_due(
         RETURNING u.job_id AS "id: JobId", u.republished,
                   j.state AS "state?: JobState", j.function AS "function?", j.owner_id AS "owner_id?",
                   e.tenant AS "tenant?", j.event_source AS "event_source?", j.event_id AS "event_id?",
-                  j.input AS "input?", j.trace_parent AS "trace_parent?", j.created_at AS "created_at?"
+                  j.input AS "input?", j.persona AS "persona?", j.trace_parent AS "trace_parent?", j.created_at AS "created_at?"
         "#,
         limit,
         first.as_secs_f64(),

@@ -232,6 +232,11 @@ pub struct TenantSettings {
     /// bearer credentials.
     #[serde(default)]
     pub accept_bearer: bool,
+    /// With `accept_bearer`: the audience (`aud`) an RFC 9068 access token (`typ: at+jwt`)
+    /// must name to be accepted here: the resource indicator this gateway is registered as at
+    /// the provider. Unset: the client id.
+    #[serde(default)]
+    pub access_token_audience: Option<String>,
 }
 
 fn default_scopes() -> Vec<String> {

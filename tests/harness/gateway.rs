@@ -255,6 +255,7 @@ fn tenant_settings(name: &str, idp: &IdentityProvider, callback: &str) -> Tenant
         admin_group: Some("admins".into()),
         authoritative_domains: Vec::new(),
         accept_bearer: false,
+        access_token_audience: None,
     }
 }
 

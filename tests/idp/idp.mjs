@@ -3,10 +3,11 @@
 //   IDP_PORT (0 = a free port)  IDP_PATH (issuer path, e.g. /realm-b)
 //   IDP_CLIENT_ID  IDP_CLIENT_SECRET  IDP_REDIRECT_URIS (comma-separated)
 //   IDP_USERS (JSON: login name -> claims)  IDP_TOKEN_TTL (seconds)
+//   IDP_RESOURCE (the resource indicator it issues RFC 9068 JWT access tokens for)
 // Any password is accepted: these are test users, never real ones.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const env = process.env;
 const mount = (env.IDP_PATH ?? '').replace(/\/$/, '');
@@ -44,6 +45,7 @@ await new Promise((ready) => server.listen(Number(env.IDP_PORT ?? 4001), '127.0.
 const { port } = server.address();
 const issuer = `http://127.0.0.1:${port}${mount}`;
 const ttl = Number(env.IDP_TOKEN_TTL ?? 3600);
+const resource = env.IDP_RESOURCE ?? 'urn:surge:api';
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -75,7 +77,29 @@ const provider = new Provider(issuer, {
     AccessToken: ttl, IdToken: ttl, AuthorizationCode: 60, RefreshToken: 86400,
     Interaction: 600, Session: 3600, Grant: 86400,
   },
-  features: { claimsParameter: { enabled: true } },
+  features: {
+    claimsParameter: { enabled: true },
+    // An authorization that names `resource` (RFC 8707) gets an RFC 9068 access token for it:
+    // `typ: at+jwt`, the resource as audience. Without one, access tokens stay opaque (for
+    // userinfo), as before.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (_ctx, _client, oneOf) => oneOf,
+      useGrantedResource: () => true,
+      getResourceServerInfo(_ctx, indicator) {
+        if (indicator !== resource) throw new errors.InvalidTarget();
+        return { scope: 'api', audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: 'RS256' } } };
+      },
+    },
+  },
+  // Like most providers, its access tokens name the person only by `sub`; a user whose
+  // claims say `access_token_claims: true` also gets email and groups in them (as providers
+  // configured to do so send them).
+  async extraTokenClaims(_ctx, token) {
+    const user = users[token.accountId];
+    if (token.kind !== 'AccessToken' || !token.resourceServer || !user?.access_token_claims) return undefined;
+    return { email: user.email, email_verified: user.email_verified, groups: user.groups };
+  },
 });
 handle = provider.callback();
 console.log(`IDP_READY ${issuer}`);

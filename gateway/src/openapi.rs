@@ -200,6 +200,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 30, "every route is documented");
+        assert_eq!(operations, 31, "every route is documented");
     }
 }

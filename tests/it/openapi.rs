@@ -53,3 +53,28 @@ async fn the_swagger_ui_is_served_whole_from_the_gateway() {
         .unwrap();
     assert!(init.contains("/openapi.json"), "{init}");
 }
+
+#[tokio::test]
+async fn a_generated_client_runs_a_function_by_a_parameter_named_function() {
+    let mut app = TestApp::spawn().await;
+    let _echo = app.start_function("echo", &[]).await;
+    let doc: Value = app.api().get("/openapi.json", StatusCode::OK).await;
+    let operation = &doc["paths"]["/functions/{function}/jobs"]["post"];
+    assert_eq!(operation["operationId"], "run_function");
+    assert_eq!(operation["parameters"][0]["name"], "function");
+    // The same operation as the design's `POST /jobs/{function}`.
+    let input = serde_json::json!({"n": 7});
+    let job: surge_gateway::views::JobView = app
+        .api()
+        .post("/functions/echo/jobs", &input, StatusCode::OK)
+        .await;
+    assert_eq!(job.result, Some(input.clone()));
+    assert_eq!(app.call("echo", &input).await.result, Some(input));
+    app.api()
+        .post_problem(
+            "/functions/nope/jobs",
+            &serde_json::json!({}),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+}

@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(show, submit))
+        .routes(routes!(submit_to_function))
 }
 
 /// Run a function
@@ -38,8 +39,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// waits for its completion (`200` with the finished job). Past the wait (`Prefer: wait=<s>`,
 /// else the gateway's default), or with `Prefer: respond-async`, answers `202` with the queued
 /// job and its `Location`. The same `Idempotency-Key` with the same input returns the first
-/// job instead of running it again. (The path's segment is a function name here and a job id
-/// on `GET`: OpenAPI wants one name for both.)
+/// job instead of running it again. The path's segment is the function's name; OpenAPI
+/// gives `/jobs/{id}` one parameter name for every method, so generated clients call it `id`
+/// here: they should use `run_function` (`POST /functions/{function}/jobs`), the same
+/// operation with its parameter named as it is (docs/adr/0014).
 #[utoipa::path(
     post,
     path = "/jobs/{id}",
@@ -70,20 +73,67 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    run(&state, &caller, &function, &headers, body).await
+}
+
+/// Run a function (for generated clients)
+///
+/// `POST /jobs/{function}` under a path of its own, so that its parameter has its own name
+/// (`function`) in generated clients: the same operation, the same answers.
+#[utoipa::path(
+    post,
+    path = "/functions/{function}/jobs",
+    tag = "jobs",
+    operation_id = "run_function",
+    params(
+        ("function" = String, Path, description = "The function to run", example = "echo",
+            pattern = r"^[a-z][a-z0-9-]{0,62}$"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async` (answer 202 at once) and/or `wait=<seconds>`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat returns the first job"),
+    ),
+    request_body(content = serde_json::Value, description = "The function's input", content_type = "application/json",
+        example = json!({"hello": "world"})),
+    responses(
+        (status = 200, description = "The job finished: `state` is succeeded (with `result`), failed or dead (with `error`)", body = JobView),
+        (status = 202, description = "Queued; read it at `Location`", body = JobView,
+            headers(("Location" = String, description = "`/jobs/{id}` of the new job"))),
+        (status = 400, description = "The body is not JSON, or a header is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No function of that name is served here", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the gateway accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used before for another function or input, or the input holds a value Surge cannot store (NUL, a number beyond ±1e308)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn submit_to_function(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    run(&state, &caller, &function, &headers, body).await
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    function: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let function = state.function(&function)?;
     let body = body.map_err(|e| body_error(&e, state.http.body_limit_bytes))?;
     let input: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidJson(format!("the body is not JSON: {e}")))?;
     surge_contract::binding::storable(&input).map_err(ApiError::Unstorable)?;
-    let prefer = Preferences::parse(&headers);
+    let prefer = Preferences::parse(headers);
     let submission = Submission {
         function: &function,
         input,
-        idempotency_key: idempotency_key(&headers)?,
+        idempotency_key: idempotency_key(headers)?,
         wait: prefer.job_wait(),
         repeat: Repeat::SameRequest,
     };
-    let answer = jobs::submit(&state, &caller, submission).await?;
+    let answer = jobs::submit(state, caller, submission).await?;
     Ok(answer::job(answer, prefer.respond_async))
 }
 

@@ -120,7 +120,7 @@ async fn run(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let function = state.function(&function)?;
+    let function = state.function(function)?;
     let body = body.map_err(|e| body_error(&e, state.http.body_limit_bytes))?;
     let input: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidJson(format!("the body is not JSON: {e}")))?;

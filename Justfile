@@ -114,6 +114,12 @@ bench-scale ROWS="20000000": setup
 clean-test-leftovers:
     scripts/clean-test-leftovers.sh
 
+# Where the CPU goes at 64 callers: CPU seconds per process and each process's hottest
+# symbols (release binaries with symbols kept; needs perf, Debian's linux-perf).
+bench-profile: setup
+    cargo build --profile bench --workspace --bins --locked
+    scripts/profile-bench.sh
+
 # Throughput and latency of a sync echo through Surge against raw lapin request/reply.
 bench *ARGS: setup
     cargo build --release --workspace --bins --locked

@@ -105,6 +105,13 @@ impl DatabaseSettings {
             ("statement_timeout", statement.as_str()),
             ("lock_timeout", lock.as_str()),
             ("TimeZone", "UTC"),
+            // Every statement is planned for its own parameters. A generic plan, which a
+            // prepared statement settles on after five runs, is made once for all partitions
+            // of `job`: one made while a partition was empty (a fresh database; each day's
+            // partition until autovacuum first analyzes it) scans it sequentially for every
+            // claim and result, however large it grows, until something invalidates the plan.
+            // A custom plan also prunes the partitions a job id cannot be in before running.
+            ("plan_cache_mode", "force_custom_plan"),
         ]))
     }
 

@@ -54,3 +54,22 @@ async fn migrating_twice_is_harmless() {
         .expect("current");
     TestDatabase::drop_blocking(&name);
 }
+
+#[tokio::test]
+async fn every_connection_plans_each_statement_for_its_parameters() {
+    // A generic plan made while a `job` partition was empty scans it sequentially for as
+    // long as the plan lives (docs/BENCHMARKS.md, 2026-12-07): Surge's connections never
+    // settle on one.
+    let name = unique_name();
+    let db = TestDatabase::migrated(&name).await;
+    let mut settings = GatewaySettings::default();
+    settings.database.url = SecretString::from(db.url.clone());
+    let pool = settings.database.connect().await.unwrap();
+    let mode: String = sqlx::query_scalar("SELECT current_setting('plan_cache_mode')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "force_custom_plan");
+    pool.close().await;
+    TestDatabase::drop_blocking(&name);
+}

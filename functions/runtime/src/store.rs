@@ -137,6 +137,13 @@ pub async fn claim_group(
     let mut claimed: std::collections::HashMap<Uuid, JobRecord> = sqlx::query_as!(
         JobRecord,
         r#"
+        WITH relaxed AS (
+            -- This commit does not wait for its WAL flush (synchronous_commit = off, for this
+            -- transaction only): a claim lost to a database crash loses no effect, since
+            -- anything the job commits later is flushed after it and takes it along; all it
+            -- can lose is an attempt's count and its `running` (docs/jobs.md).
+            SELECT set_config('synchronous_commit', 'off', true)
+        )
         UPDATE job SET
             state      = CASE WHEN job.state IN ('queued', 'running')
                               THEN 'running'::job_state ELSE job.state END,
@@ -145,7 +152,7 @@ pub async fn claim_group(
             started_at = CASE WHEN job.state IN ('queued', 'running')
                               THEN now() ELSE job.started_at END,
             updated_at = now()
-        FROM unnest($1::uuid[]) AS d(id)
+        FROM unnest($1::uuid[]) AS d(id), relaxed
         WHERE job.id = d.id AND job.function = $2
         RETURNING job.id AS "id: JobId", job.state AS "state: JobState", job.attempts,
                   job.result, job.error, job.finished_at, job.owner_id,

@@ -101,20 +101,23 @@ async fn access_token_for(app: &TestApp, user: &str) -> String {
     token
 }
 
-fn with_resource_audience(settings: &mut surge_gateway::config::GatewaySettings) {
-    settings.tenants[0].access_token_audience = Some(RESOURCE.into());
-}
-
-#[tokio::test]
-async fn an_rfc_9068_access_token_for_the_configured_audience_is_a_credential_of_its_entity() {
-    let app = surge_tests::TestAppBuilder {
+/// Tenant `a` takes access tokens for [`RESOURCE`].
+async fn app_taking_resource_tokens() -> TestApp {
+    fn with_resource_audience(settings: &mut surge_gateway::config::GatewaySettings) {
+        settings.tenants[0].access_token_audience = Some(RESOURCE.into());
+    }
+    surge_tests::TestAppBuilder {
         identity: true,
         tune: Some(with_resource_audience),
         ..Default::default()
     }
     .spawn()
-    .await;
-    // This provider puts the person's email and groups in its access tokens for alice.
+    .await
+}
+
+/// Tenant `a`'s provider puts alice's email and groups in her access tokens, as providers
+/// configured to do so send them.
+async fn alice_claims_in_access_tokens(app: &TestApp) {
     app.idps[0]
         .set_user(
             "alice",
@@ -122,6 +125,12 @@ async fn an_rfc_9068_access_token_for_the_configured_audience_is_a_credential_of
                     "groups": ["admins"], "access_token_claims": true}),
         )
         .await;
+}
+
+#[tokio::test]
+async fn an_rfc_9068_access_token_for_the_configured_audience_is_a_credential_of_its_entity() {
+    let app = app_taking_resource_tokens().await;
+    alice_claims_in_access_tokens(&app).await;
     let login = app.login("/login?tenant=a", "alice").await;
     let token = access_token_for(&app, "alice").await;
     let me: Me = app.as_bearer(&token).get("/me", StatusCode::OK).await;
@@ -139,13 +148,7 @@ async fn an_rfc_9068_access_token_for_the_configured_audience_is_a_credential_of
 
 #[tokio::test]
 async fn an_access_token_without_an_email_asks_userinfo_and_is_refused_with_the_reason() {
-    let app = surge_tests::TestAppBuilder {
-        identity: true,
-        tune: Some(with_resource_audience),
-        ..Default::default()
-    }
-    .spawn()
-    .await;
+    let app = app_taking_resource_tokens().await;
     // Bob's tokens name him by `sub` only (the usual shape). This provider's userinfo takes
     // only its own access tokens, not one for a resource: the gateway asks, is refused, and
     // says what to change.
@@ -162,13 +165,7 @@ async fn an_access_token_without_an_email_asks_userinfo_and_is_refused_with_the_
 async fn an_access_token_for_another_audience_is_refused() {
     // Tenant a's audience is left unset: the client id, which these tokens do not name.
     let app = TestApp::spawn_with_identity().await;
-    app.idps[0]
-        .set_user(
-            "alice",
-            &json!({"email": "alice@example.test", "email_verified": true, "name": "Alice",
-                    "groups": ["admins"], "access_token_claims": true}),
-        )
-        .await;
+    alice_claims_in_access_tokens(&app).await;
     let token = access_token_for(&app, "alice").await;
     let problem = app
         .as_bearer(&token)

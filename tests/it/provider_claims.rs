@@ -30,8 +30,6 @@ const RESOURCE: &str = "urn:surge:api";
 /// an authorization code flow (PKCE S256) that names the resource (RFC 8707), run by the
 /// test as that client, not by the gateway.
 async fn access_token_for(app: &TestApp, user: &str) -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
     let idp = &app.idps[0];
     let discovery: serde_json::Value =
         reqwest::get(format!("{}/.well-known/openid-configuration", idp.issuer))
@@ -40,13 +38,7 @@ async fn access_token_for(app: &TestApp, user: &str) -> String {
             .json()
             .await
             .unwrap();
-    let verifier = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let (challenge, verifier) = openidconnect::PkceCodeChallenge::new_random_sha256();
     let redirect = app.url("/callback");
     let mut start = url::Url::parse(discovery["authorization_endpoint"].as_str().unwrap()).unwrap();
     start
@@ -57,7 +49,7 @@ async fn access_token_for(app: &TestApp, user: &str) -> String {
         .append_pair("redirect_uri", &redirect)
         .append_pair("state", "s")
         .append_pair("nonce", "n")
-        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge", challenge.as_str())
         .append_pair("code_challenge_method", "S256")
         .append_pair("resource", RESOURCE);
     let callback = surge_tests::Browser::new()
@@ -75,7 +67,7 @@ async fn access_token_for(app: &TestApp, user: &str) -> String {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("redirect_uri", &redirect),
-            ("code_verifier", &verifier),
+            ("code_verifier", verifier.secret()),
             ("resource", RESOURCE),
         ])
         .send()
@@ -88,6 +80,7 @@ async fn access_token_for(app: &TestApp, user: &str) -> String {
         .as_str()
         .expect("an access token")
         .to_owned();
+    use base64::Engine as _;
     let header: serde_json::Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token.split('.').next().unwrap())

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 measured=${1:-30}
 window=${2:-10}
-bin=target/release
+bin=${BIN_DIR:-target/release}
 out=${PROFILE_DIR:-target/profile}
 mkdir -p "$out"
 command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 1; }
@@ -17,9 +17,13 @@ command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-per
 "$bin/surge-bench" --bin-dir "$bin" --callers 64 --no-celery --cold-starts 0 \
     --seconds "$measured" >"$out/bench.txt" 2>"$out/bench.log" &
 bench=$!
-# The raw baseline runs first (a quarter of warm-up, then the measured time), then Surge's
-# warm-up: start sampling well inside Surge's measured window.
-sleep $(( measured * 5 / 4 + measured / 4 + 8 ))
+# Sample well inside Surge's measured window: the bench says when Surge's scenario starts,
+# and its warm-up is a quarter of the measured time.
+until grep -q '^surge: 64 callers' "$out/bench.log"; do
+    kill -0 "$bench" 2>/dev/null || { echo "the bench ended early: $out/bench.log" >&2; exit 1; }
+    sleep 0.2
+done
+sleep $(( measured / 4 + 2 ))
 
 # utime + stime (clock ticks) of every process, by command name.
 ticks() {
@@ -32,6 +36,7 @@ ticks() {
         echo "$name ${12} ${13}"
     done | awk '{t[$1] += $2 + $3} END {for (n in t) print n, t[n]}' | sort
 }
+started=$(date +%s.%N)
 ticks >"$out/ticks.before"
 # perf names threads (tokio's workers are `tokio-runtime-w`): report by process id instead.
 for name in surge surge-echo beam.smp; do
@@ -39,12 +44,14 @@ for name in surge surge-echo beam.smp; do
 done
 perf record -a -F 499 -o "$out/perf.data" -- sleep "$window" 2>"$out/perf.log" >/dev/null
 ticks >"$out/ticks.after"
+# perf's own start and stop make the window a little longer than asked: divide by what it was.
+elapsed=$(echo "$(date +%s.%N) - $started" | bc -l)
 wait "$bench"
 
 hz=$(getconf CLK_TCK)
-echo "# CPU by process over ${window} s of Surge's 64-caller run (% of one core)"
+printf "# CPU by process over %.1f s of Surge's 64-caller run (%% of one core)\n" "$elapsed"
 join "$out/ticks.before" "$out/ticks.after" |
-    awk -v hz="$hz" -v w="$window" '{d = ($3 - $2) / hz / w * 100; if (d >= 1) printf "%-16s %6.1f\n", $1, d}' |
+    awk -v hz="$hz" -v w="$elapsed" '{d = ($3 - $2) / hz / w * 100; if (d >= 1) printf "%-16s %6.1f\n", $1, d}' |
     sort -k2 -nr
 echo
 cat "$out/bench.txt"

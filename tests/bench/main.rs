@@ -107,6 +107,11 @@ async fn main() -> anyhow::Result<()> {
 
     let surge_bench = surge::SurgeBench::start(&args.bin_dir, max_callers, &args.sslmode).await?;
     for &callers in &args.callers {
+        // What `scripts/profile-bench.sh` waits for to sample inside the measured window.
+        eprintln!(
+            "surge: {callers} callers, measured after a warm-up of {} s",
+            duration.as_secs_f64() / 4.0
+        );
         rows.push((
             "surge sync echo (HTTP)".into(),
             callers,
